@@ -1,0 +1,1 @@
+_packets_py.py

@@ -1,0 +1,27 @@
+"""The MQTT codec: the Cython extension when it is built, else the pure twin.
+
+``IMPLEMENTATION`` says which one was loaded (``"cython"`` or ``"python"``).
+``MQTTQUIC_NO_EXTENSIONS=1`` forces the pure twin (see ``_env``). This module
+imports neither aioquic nor paho-mqtt: devices that only need the codec pay
+for nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._env import no_extensions
+
+if TYPE_CHECKING:
+    from ._codec_py import *  # noqa: F403
+    from ._codec_py import __all__
+elif no_extensions():
+    from ._codec_py import *  # noqa: F403
+    from ._codec_py import __all__
+else:
+    try:
+        from ._codec import *  # noqa: F403
+        from ._codec import __all__
+    except ImportError:
+        from ._codec_py import *  # noqa: F403
+        from ._codec_py import __all__
