@@ -135,7 +135,7 @@ class StreamDecoder:
                 if stop > end:
                     break
                 packet = decode_body(first, bytes(view[start:stop]), version)
-                if first == 0x10:
+                if first == 0x10 and isinstance(packet, Connect):
                     version = self.protocol_version = packet.protocol_version
                 out.append(packet)
                 pos = stop

@@ -321,6 +321,7 @@ def encode_publish(topic: str, payload: bytes, qos: int = 0, packet_id: int | No
 class _Ack(Packet):
     """PUBACK, PUBREC, PUBREL and PUBCOMP share one layout (sections 3.4 to 3.7)."""
 
+    packet_type = PacketType.PUBACK  # each subclass sets its own
     __slots__ = ("packet_id", "reason_code", "properties")
     _fields = __slots__
     _first_byte = 0
@@ -582,7 +583,8 @@ class Disconnect(Packet):
 
     @classmethod
     def decode(cls, flags: int, body: bytes, protocol_version: int) -> Disconnect:
-        return _decode_reason_and_properties(cls, body, protocol_version)
+        packet: Disconnect = _decode_reason_and_properties(cls, body, protocol_version)
+        return packet
 
 
 class Auth(Disconnect):
@@ -600,7 +602,8 @@ class Auth(Disconnect):
     def decode(cls, flags: int, body: bytes, protocol_version: int) -> Disconnect:
         if protocol_version < 5:
             raise MalformedPacket("packet type 15 (AUTH) is reserved in MQTT 3.1.1 [MQTT-2.2.1]")
-        return _decode_reason_and_properties(cls, body, protocol_version)
+        packet: Disconnect = _decode_reason_and_properties(cls, body, protocol_version)
+        return packet
 
 
 def _decode_reason_and_properties(cls: Any, body: bytes, protocol_version: int) -> Any:

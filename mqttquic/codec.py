@@ -21,7 +21,6 @@ elif no_extensions():
 else:
     try:
         from ._codec import *  # noqa: F403
-        from ._codec import __all__
+        from ._codec import __all__  # noqa: F401
     except ImportError:
         from ._codec_py import *  # noqa: F403
-        from ._codec_py import __all__
