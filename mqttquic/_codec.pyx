@@ -7,6 +7,7 @@ acks are written here in C; every other packet goes to the shared decoders of
 definition of the rarer packets and of MQTT 5 properties.
 """
 
+cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -14,7 +15,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
-from libc.string cimport memchr, memcpy, memmove
+from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from mqttquic._packets_c cimport Packet, Publish, _Ack, Puback, Pubrec, Pubrel, Pubcomp
 
@@ -135,30 +136,45 @@ cdef inline bint _bad_topic_bytes(const char* p, Py_ssize_t n) noexcept:
             or memchr(p, 0, n) != NULL)
 
 
+# The last topic encode_publish validated. A device publishes to the same few
+# topic objects over and over; an identity hit skips UTF-8 conversion and the
+# wildcard scan.
+cdef object _last_topic = None
+cdef const char* _last_topic_p = NULL
+cdef Py_ssize_t _last_topic_n = 0
+
+
+@cython.binding(False)
 def encode_publish(str topic not None, payload, int qos=0, packet_id=None, bint retain=False,
                    bint dup=False, dict properties=None, int protocol_version=4):
     """Encode a PUBLISH from its fields."""
+    global _last_topic, _last_topic_p, _last_topic_n
     cdef const char* topic_p
     cdef Py_ssize_t topic_n, payload_n, body_n, total
     cdef const unsigned char[::1] payload_view
     cdef const char* payload_p
-    cdef bytes props_bytes = None
     cdef bytes out
     cdef unsigned char* w
-    cdef int pid = 0
-    if properties or qos < 0 or qos > 2 or (dup and not qos) or not topic:
+    cdef long pid = 0
+    if properties or qos < 0 or qos > 2 or (dup and not qos):
         # Unusual cases: the shared encoder validates and explains.
         return _encode_publish_shared(topic, payload, qos, packet_id, retain, dup, properties,
                                       protocol_version)
-    try:
-        # Cached on the str object: free for the ASCII topics that are the norm.
-        topic_p = PyUnicode_AsUTF8AndSize(topic, &topic_n)
-    except UnicodeEncodeError:
-        return _encode_publish_shared(topic, payload, qos, packet_id, retain, dup, properties,
-                                      protocol_version)
-    if topic_n > 0xFFFF or _bad_topic_bytes(topic_p, topic_n):
-        return _encode_publish_shared(topic, payload, qos, packet_id, retain, dup, properties,
-                                      protocol_version)
+    if topic is _last_topic:
+        # Validated before; the str keeps its UTF-8 form alive while we hold it.
+        topic_p = _last_topic_p
+        topic_n = _last_topic_n
+    else:
+        try:
+            topic_p = PyUnicode_AsUTF8AndSize(topic, &topic_n)
+        except UnicodeEncodeError:
+            topic_n = 0
+        if topic_n == 0 or topic_n > 0xFFFF or _bad_topic_bytes(topic_p, topic_n):
+            return _encode_publish_shared(topic, payload, qos, packet_id, retain, dup, properties,
+                                          protocol_version)
+        _last_topic = topic
+        _last_topic_p = topic_p
+        _last_topic_n = topic_n
     if qos:
         if type(packet_id) is not int or not 1 <= <long>packet_id <= 0xFFFF:
             raise MalformedPacket(
@@ -230,20 +246,55 @@ def encode(packet, int protocol_version=4):
     return packet.encode(protocol_version)
 
 
-cdef object _decode_publish(const unsigned char* p, Py_ssize_t n, int flags, int version):
+cdef class _TopicCache:
+    """The last topic a stream carried.
+
+    Streams repeat topics (telemetry, commands): a hit skips UTF-8 decoding and
+    topic validation, which are most of the cost of a small PUBLISH. The str's
+    own UTF-8 form (its data, for ASCII) is what we compare, so a miss costs no
+    extra allocation."""
+
+    cdef str topic
+    cdef const char* utf8
+    cdef Py_ssize_t size
+
+    cdef inline object lookup(self, const unsigned char* p, Py_ssize_t n):
+        if self.topic is not None and self.size == n and memcmp(self.utf8, p, n) == 0:
+            return self.topic
+        return None
+
+    cdef inline int store(self, str topic) except -1:
+        self.utf8 = PyUnicode_AsUTF8AndSize(topic, &self.size)
+        self.topic = topic
+        return 0
+
+
+cdef object _decode_publish(const unsigned char* p, Py_ssize_t n, int flags, int version,
+                            _TopicCache cache):
     """PUBLISH body at p[0:n] -> Publish. Falls back to the shared decoder for
     anything unusual, so that errors read the same in both twins."""
     cdef int qos = (flags >> 1) & 3
     cdef Py_ssize_t topic_n, pos
     cdef int pid = 0
     cdef Publish pub
-    cdef dict props
+    cdef object topic = None
     if qos == 3 or ((flags & 8) and not qos) or n < 2:
         return None
     topic_n = (p[0] << 8) | p[1]
     pos = 2 + topic_n
-    if pos > n or topic_n == 0 or _bad_topic_bytes(<const char*>p + 2, topic_n):
+    if pos > n or topic_n == 0:
         return None
+    if cache is not None:
+        topic = cache.lookup(p + 2, topic_n)
+    if topic is None:
+        if _bad_topic_bytes(<const char*>p + 2, topic_n):
+            return None
+        try:
+            topic = PyUnicode_DecodeUTF8(<const char*>p + 2, topic_n, NULL)
+        except UnicodeDecodeError:
+            return None
+        if cache is not None:
+            cache.store(topic)
     if qos:
         if pos + 2 > n:
             return None
@@ -255,10 +306,6 @@ cdef object _decode_publish(const unsigned char* p, Py_ssize_t n, int flags, int
         if pos >= n or p[pos] != 0:
             return None
         pos += 1
-    try:
-        topic = PyUnicode_DecodeUTF8(<const char*>p + 2, topic_n, NULL)
-    except UnicodeDecodeError:
-        return None
     pub = Publish.__new__(Publish)
     pub.topic = topic
     pub.payload = PyBytes_FromStringAndSize(<const char*>p + pos, n - pos)
@@ -294,12 +341,13 @@ cdef object _decode_ack(const unsigned char* p, Py_ssize_t n, int first):
     return ack
 
 
-cdef inline object _decode_one(const unsigned char* p, Py_ssize_t n, int first, int version):
+cdef inline object _decode_one(const unsigned char* p, Py_ssize_t n, int first, int version,
+                               _TopicCache cache):
     """One packet from its first byte and body."""
     cdef object packet = None
     cdef int ptype = first >> 4
     if ptype == 3:
-        packet = _decode_publish(p, n, first & 0x0F, version)
+        packet = _decode_publish(p, n, first & 0x0F, version, cache)
     elif 4 <= ptype <= 7:
         packet = _decode_ack(p, n, first)
     if packet is None:
@@ -324,7 +372,7 @@ def decode_packet(data, int protocol_version=4):
         raise MalformedPacket(f"input ends {end - n} bytes before the packet does")
     if end < n:
         raise MalformedPacket(f"{n - end} bytes after the end of the packet")
-    return _decode_one(p + 1 + used, length, p[0], protocol_version)
+    return _decode_one(p + 1 + used, length, p[0], protocol_version, None)
 
 
 cdef class StreamDecoder:
@@ -341,12 +389,14 @@ cdef class StreamDecoder:
     cdef public Py_ssize_t max_packet_size
     cdef bytearray _buffer
     cdef object _error
+    cdef _TopicCache _topics
 
     def __init__(self, int protocol_version=4, Py_ssize_t max_packet_size=DEFAULT_MAX_PACKET_SIZE):
         self.protocol_version = protocol_version
         self.max_packet_size = max_packet_size
         self._buffer = bytearray()
         self._error = None
+        self._topics = _TopicCache()
 
     @property
     def buffered(self):
@@ -398,7 +448,7 @@ cdef class StreamDecoder:
                         " [MQTT-3.1.2-24]")
                 if start + length > n:
                     break
-                packet = _decode_one(p + start, length, first, version)
+                packet = _decode_one(p + start, length, first, version, self._topics)
                 if first == 0x10:
                     version = self.protocol_version = packet.protocol_version
                 out.append(packet)

@@ -7,6 +7,8 @@ from types import ModuleType
 
 import pytest
 
+from mqttquic.errors import MalformedPacket
+
 from .test_golden import CASES
 
 
@@ -83,3 +85,23 @@ def test_payload_is_a_copy_not_a_view_of_the_buffer(codec: ModuleType) -> None:
     [packet] = decoder.feed(data)
     data[-5:] = b"XXXXX"
     assert packet.payload == b"hello" and type(packet.payload) is bytes
+
+
+def test_repeated_and_changing_topics(codec: ModuleType) -> None:
+    # Decoders remember the last topic; a topic of the same length must not match it.
+    topics = ["a/b", "a/c", "a/b", "a/b", "ü/b", "a/b"]
+    data = b"".join(codec.encode_publish(t, b"x") for t in topics)
+    decoder = codec.StreamDecoder()
+    assert [p.topic for p in decoder.feed(data)] == topics
+    with pytest.raises(MalformedPacket, match=r"\[MQTT-3.3.2-2\]"):
+        decoder.feed(b"\x30\x06\x00\x03a/+x")
+
+
+def test_encoder_validates_each_new_topic(codec: ModuleType) -> None:
+    topic = "a/b"
+    assert codec.encode_publish(topic, b"") == b"\x30\x05\x00\x03a/b"
+    assert codec.encode_publish(topic, b"") == b"\x30\x05\x00\x03a/b"
+    for bad in ("a/+", "a/#", "a\x00", ""):
+        with pytest.raises(MalformedPacket):
+            codec.encode_publish(bad, b"")
+    assert codec.encode_publish("ü", b"") == b"\x30\x04\x00\x02\xc3\xbc"
