@@ -236,7 +236,7 @@ class StreamDecoder:
                 if stop > end:
                     self._need = total
                     break
-                packet = None
+                packet: Packet | None = None
                 if first >> 4 == 3:
                     packet = _publish_from(view, start, stop, first, version, self._topic)
                 if packet is None:
