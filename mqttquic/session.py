@@ -1,0 +1,378 @@
+"""The MQTT session of one connection, sans I/O (like h11 and aioquic's QuicConnection).
+
+No sockets, no asyncio, no clock: bytes and the current time go in; bytes to
+send (per channel), events and the next timer deadline come out.
+
+A *channel* is one ordered byte stream. Over TCP there is one (``CONTROL``).
+Over QUIC each stream is a channel, as EMQX defines them: the control stream
+carries CONNECT, PINGREQ and DISCONNECT; data streams carry PUBLISH, SUBSCRIBE
+and their acks, and each data stream has its own packet identifiers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any
+
+from . import events as ev
+from .codec import (
+    DEFAULT_MAX_PACKET_SIZE,
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    StreamDecoder,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+    encode,
+)
+from .enums import PacketType
+from .errors import MalformedPacket, MQTTQUICError
+from .reason_codes import reason_code_name
+
+__all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds"]
+
+logger = logging.getLogger("mqttquic.session")
+
+CONTROL = 0
+
+_PACKET_ID_NOT_FOUND = 0x92
+
+
+class SessionClosed(MQTTQUICError):
+    """The session ended (refused, timed out, disconnected); nothing more can be sent."""
+
+
+class NoPacketIds(MQTTQUICError):
+    """All 65,535 packet identifiers of a channel are in use."""
+
+
+class _Channel:
+    __slots__ = ("decoder", "last_id", "outgoing", "incoming_qos2", "requests", "aliases")
+
+    def __init__(self, protocol_version: int, max_packet_size: int) -> None:
+        self.decoder = StreamDecoder(protocol_version, max_packet_size)
+        self.last_id = 0
+        # packet id -> the Publish (QoS 1, or QoS 2 before PUBREC) or Pubrel awaiting its ack
+        self.outgoing: dict[int, Publish | Pubrel] = {}
+        self.incoming_qos2: set[int] = set()
+        # packet id -> "subscribe" / "unsubscribe"
+        self.requests: dict[int, str] = {}
+        self.aliases: dict[int, str] = {}
+
+    def allocate_id(self) -> int:
+        candidate = self.last_id
+        for _ in range(0xFFFF):
+            candidate = candidate % 0xFFFF + 1
+            if candidate not in self.outgoing and candidate not in self.requests:
+                self.last_id = candidate
+                return candidate
+        raise NoPacketIds("all 65535 packet identifiers of this channel are in use")
+
+
+class Session:
+    """MQTT state for one connection: ids, in-flight tables, keepalive, events."""
+
+    def __init__(self, connect: Connect, *, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
+                 ping_timeout: float | None = None) -> None:
+        self.connect_packet = connect
+        self.protocol_version = connect.protocol_version
+        self.keepalive = float(connect.keepalive)
+        # How long a PINGREQ may wait for its PINGRESP before the connection is dead.
+        self.ping_timeout = ping_timeout if ping_timeout is not None else max(1.0, self.keepalive / 2)
+        self.max_packet_size = max_packet_size
+        self.state = "new"  # new -> connecting -> connected -> closed
+        self.session_present = False
+        self.connack_properties: dict[str, Any] = {}
+        # The broker's Receive Maximum: QoS 1/2 publishes in flight at once (MQTT 5).
+        self.send_quota = 65535
+        self._channels: dict[int, _Channel] = {}
+        self._waiting: deque[tuple[int, Publish]] = deque()
+        self._in_flight = 0
+        self._out: list[tuple[int, bytes]] = []
+        self._events: list[ev.Event] = []
+        self._last_control_send = 0.0
+        self._ping_sent_at: float | None = None
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # --- outputs -------------------------------------------------------------------
+
+    def data_to_send(self) -> list[tuple[int, bytes]]:
+        """``(channel, bytes)`` to write, in order; drained by the call."""
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[ev.Event]:
+        """Events since the last call; drained by the call."""
+        out, self._events = self._events, []
+        return out
+
+    def next_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called, or None."""
+        if self.state not in ("connecting", "connected") or not self.keepalive:
+            return None
+        if self._ping_sent_at is not None:
+            return self._ping_sent_at + self.ping_timeout
+        return self._last_control_send + self.keepalive
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # --- commands --------------------------------------------------------------------
+
+    def connect(self, now: float) -> None:
+        if self.state != "new":
+            raise MQTTQUICError(f"connect() in state {self.state}")
+        self.state = "connecting"
+        self._send(CONTROL, self.connect_packet, now)
+
+    def open_channel(self, channel: int) -> None:
+        if channel not in self._channels:
+            self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
+
+    def close_channel(self, channel: int) -> list[Publish]:
+        """Forget a channel (its stream closed). Returns its unfinished publishes."""
+        state = self._channels.pop(channel, None)
+        if state is None:
+            return []
+        unfinished = [p for p in state.outgoing.values() if isinstance(p, Publish)]
+        self._in_flight -= sum(1 for pid in state.outgoing if not self._is_waiting(channel, pid))
+        self._waiting = deque(item for item in self._waiting if item[0] != channel)
+        self._release_waiting(None)
+        return unfinished
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                properties: dict[str, Any] | None = None, *, channel: int = CONTROL,
+                now: float = 0.0) -> int | None:
+        """Queue a PUBLISH. Returns its packet id (QoS 1/2), to match PublishCompleted."""
+        self._check_open()
+        if qos not in (0, 1, 2):
+            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        if not qos:
+            self._send(channel, Publish(topic, payload, 0, retain, False, None, properties), now)
+            return None
+        state = self._channel(channel)
+        packet_id = state.allocate_id()
+        packet = Publish(topic, payload, qos, retain, False, packet_id, properties)
+        state.outgoing[packet_id] = packet
+        if self._in_flight < self.send_quota:
+            self._in_flight += 1
+            self._send(channel, packet, now)
+        else:
+            self._waiting.append((channel, packet))
+        return packet_id
+
+    def subscribe(self, subscriptions: list[Subscription], *, channel: int = CONTROL,
+                  properties: dict[str, Any] | None = None, now: float = 0.0) -> int:
+        self._check_open()
+        state = self._channel(channel)
+        packet_id = state.allocate_id()
+        state.requests[packet_id] = "subscribe"
+        self._send(channel, Subscribe(packet_id, subscriptions, properties), now)
+        return packet_id
+
+    def unsubscribe(self, topic_filters: list[str], *, channel: int = CONTROL,
+                    properties: dict[str, Any] | None = None, now: float = 0.0) -> int:
+        self._check_open()
+        state = self._channel(channel)
+        packet_id = state.allocate_id()
+        state.requests[packet_id] = "unsubscribe"
+        self._send(channel, Unsubscribe(packet_id, topic_filters, properties), now)
+        return packet_id
+
+    def disconnect(self, reason_code: int = 0, properties: dict[str, Any] | None = None,
+                   now: float = 0.0) -> None:
+        if self.state in ("connecting", "connected"):
+            self._send(CONTROL, Disconnect(reason_code, properties), now)
+        self.state = "closed"
+
+    def handle_timer(self, now: float) -> None:
+        deadline = self.next_timer()
+        if deadline is None or now < deadline:
+            return
+        if self._ping_sent_at is not None:
+            waited = now - self._ping_sent_at
+            logger.warning("no PINGRESP %.1f s after PINGREQ: connection is dead", waited)
+            self._close(ev.KeepaliveTimeout(waited))
+            return
+        self._send(CONTROL, Pingreq(), now)
+        self._ping_sent_at = now
+
+    def unacknowledged(self) -> list[tuple[int, Publish | Pubrel]]:
+        """``(channel, packet)`` of every QoS 1/2 publish not yet completed."""
+        return [(channel, packet) for channel, state in self._channels.items()
+                for packet in state.outgoing.values()]
+
+    # --- input -------------------------------------------------------------------------
+
+    def receive_data(self, channel: int, data: bytes, now: float) -> None:
+        """Bytes that arrived on ``channel``."""
+        if self.state == "closed":
+            return
+        self.bytes_received += len(data)
+        state = self._channel(channel)
+        try:
+            packets = state.decoder.feed(data)
+        except MalformedPacket as exc:
+            # Handle what arrived intact before the bad packet, then give up the connection.
+            for packet in exc.packets:
+                self._handle(channel, state, packet, now)
+            logger.error("malformed packet from the broker on channel %d: %s", channel, exc)
+            self._close(ev.ProtocolViolation(f"malformed packet: {exc}"))
+            return
+        for packet in packets:
+            self._handle(channel, state, packet, now)
+            if self.state == "closed":
+                return
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.state == "closed":
+            raise SessionClosed("the session is closed")
+
+    def _channel(self, channel: int) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
+        return state
+
+    def _is_waiting(self, channel: int, packet_id: int) -> bool:
+        return any(c == channel and p.packet_id == packet_id for c, p in self._waiting)
+
+    def _send(self, channel: int, packet: Any, now: float) -> None:
+        data = encode(packet, self.protocol_version)
+        self.bytes_sent += len(data)
+        self._out.append((channel, data))
+        if channel == CONTROL:
+            self._last_control_send = now
+
+    def _close(self, event: ev.Event) -> None:
+        self.state = "closed"
+        self._events.append(event)
+
+    def _release_waiting(self, now: float | None) -> None:
+        while self._waiting and self._in_flight < self.send_quota:
+            channel, packet = self._waiting.popleft()
+            self._in_flight += 1
+            self._send(channel, packet, now or 0.0)
+
+    def _complete(self, channel: int, state: _Channel, packet_id: int, reason_code: int,
+                  now: float) -> None:
+        del state.outgoing[packet_id]
+        self._in_flight -= 1
+        self._events.append(ev.PublishCompleted(channel, packet_id, reason_code))
+        self._release_waiting(now)
+
+    def _violation(self, reason: str) -> None:
+        logger.error("protocol violation by the broker: %s", reason)
+        self._close(ev.ProtocolViolation(reason))
+
+    def _handle(self, channel: int, state: _Channel, packet: Any, now: float) -> None:
+        kind = type(packet)
+        v5 = self.protocol_version == 5
+        if kind is Publish:
+            self._handle_publish(channel, state, packet, now)
+        elif kind is Puback:
+            sent = state.outgoing.get(packet.packet_id)
+            if isinstance(sent, Publish) and sent.qos == 1:
+                self._complete(channel, state, packet.packet_id, packet.reason_code, now)
+            else:
+                logger.warning("PUBACK for unknown packet id %d on channel %d", packet.packet_id,
+                               channel)
+        elif kind is Pubrec:
+            sent = state.outgoing.get(packet.packet_id)
+            if isinstance(sent, Publish) and sent.qos == 2:
+                if packet.reason_code >= 0x80:
+                    self._complete(channel, state, packet.packet_id, packet.reason_code, now)
+                    return
+                state.outgoing[packet.packet_id] = Pubrel(packet.packet_id)
+                self._send(channel, state.outgoing[packet.packet_id], now)
+            elif isinstance(sent, Pubrel):
+                self._send(channel, sent, now)  # our PUBREL was lost with a connection: again
+            else:
+                self._send(channel, Pubrel(packet.packet_id, _PACKET_ID_NOT_FOUND if v5 else 0),
+                           now)
+        elif kind is Pubrel:
+            known = packet.packet_id in state.incoming_qos2
+            state.incoming_qos2.discard(packet.packet_id)
+            code = 0 if known or not v5 else _PACKET_ID_NOT_FOUND
+            self._send(channel, Pubcomp(packet.packet_id, code), now)
+        elif kind is Pubcomp:
+            sent = state.outgoing.get(packet.packet_id)
+            if isinstance(sent, Pubrel):
+                self._complete(channel, state, packet.packet_id, packet.reason_code, now)
+            else:
+                logger.warning("PUBCOMP for unknown packet id %d", packet.packet_id)
+        elif kind is Suback or kind is Unsuback:
+            request = state.requests.pop(packet.packet_id, None)
+            expected = "subscribe" if kind is Suback else "unsubscribe"
+            if request != expected:
+                logger.warning("%s for unknown packet id %d", kind.__name__.upper(),
+                               packet.packet_id)
+                return
+            event_class = ev.SubscribeCompleted if kind is Suback else ev.UnsubscribeCompleted
+            self._events.append(event_class(channel, packet.packet_id, list(packet.reason_codes),
+                                            packet.properties))
+        elif kind is Pingresp:
+            self._ping_sent_at = None
+            self._events.append(ev.PongReceived())
+        elif kind is Connack:
+            self._handle_connack(packet)
+        elif kind is Disconnect:
+            name = reason_code_name(packet.reason_code, PacketType.DISCONNECT)
+            logger.warning("broker disconnected: %s (0x%02X)", name, packet.reason_code)
+            self._close(ev.ServerDisconnected(packet.reason_code, name, packet.properties))
+        else:
+            self._violation(f"a client does not receive {kind.__name__.upper()}")
+
+    def _handle_connack(self, packet: Connack) -> None:
+        if self.state != "connecting":
+            self._violation("CONNACK outside of connecting")
+            return
+        if packet.reason_code:
+            name = reason_code_name(packet.reason_code, PacketType.CONNACK, self.protocol_version)
+            self._close(ev.ConnectFailed(packet.reason_code, name, packet.properties))
+            return
+        self.state = "connected"
+        self.session_present = packet.session_present
+        self.connack_properties = packet.properties
+        self.send_quota = packet.properties.get("receive_maximum", 65535)
+        if "server_keep_alive" in packet.properties:
+            self.keepalive = float(packet.properties["server_keep_alive"])
+        self._events.append(ev.Connected(packet.session_present, packet.properties))
+
+    def _handle_publish(self, channel: int, state: _Channel, packet: Publish, now: float) -> None:
+        alias = packet.properties.get("topic_alias")
+        if alias is not None:
+            if packet.topic:
+                state.aliases[alias] = packet.topic
+            elif alias in state.aliases:
+                packet.topic = state.aliases[alias]
+            else:
+                self._violation(f"unknown topic alias {alias}")
+                return
+        packet_id = packet.packet_id
+        if packet_id is None:
+            self._events.append(ev.MessageReceived(packet, channel))
+        elif packet.qos == 1:
+            self._events.append(ev.MessageReceived(packet, channel))
+            self._send(channel, Puback(packet_id), now)
+        else:
+            # Exactly once: deliver on first sight, re-acknowledge duplicates until PUBREL.
+            if packet_id not in state.incoming_qos2:
+                state.incoming_qos2.add(packet_id)
+                self._events.append(ev.MessageReceived(packet, channel))
+            self._send(channel, Pubrec(packet_id), now)

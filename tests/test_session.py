@@ -1,0 +1,275 @@
+"""The sans-I/O session, driven packet by packet: no sockets, time passed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mqttquic import codec
+from mqttquic import events as ev
+from mqttquic.codec import (
+    Connack,
+    Connect,
+    Disconnect,
+    Pingreq,
+    Pingresp,
+    Puback,
+    Pubcomp,
+    Publish,
+    Pubrec,
+    Pubrel,
+    Suback,
+    Subscribe,
+    Subscription,
+    Unsuback,
+    Unsubscribe,
+)
+from mqttquic.session import CONTROL, Session, SessionClosed
+
+DATA = 4  # a data stream's channel id
+
+
+def sent(session: Session, version: int = 4) -> list[tuple[int, Any]]:
+    return [(channel, codec.decode_packet(data, version))
+            for channel, data in session.data_to_send()]
+
+
+def connected(version: int = 4, keepalive: int = 60, **connack_props: Any) -> Session:
+    session = Session(Connect("dev", keepalive=keepalive, protocol_version=version))
+    session.connect(now=0.0)
+    assert sent(session, version) == [(CONTROL, Connect("dev", keepalive=keepalive,
+                                                        protocol_version=version))]
+    session.receive_data(CONTROL, codec.encode(Connack(False, 0, connack_props), version), 0.1)
+    assert session.events() == [ev.Connected(False, connack_props)]
+    return session
+
+
+def feed(session: Session, channel: int, packet: Any, version: int = 4, now: float = 1.0) -> None:
+    session.receive_data(channel, codec.encode(packet, version), now)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_connect_refused(version: int) -> None:
+    session = Session(Connect("dev", protocol_version=version))
+    session.connect(0.0)
+    session.data_to_send()
+    code = 0x86 if version == 5 else 4
+    feed(session, CONTROL, Connack(False, code), version)
+    [event] = session.events()
+    assert isinstance(event, ev.ConnectFailed)
+    assert event.reason_code == code
+    assert event.reason_name in ("Bad User Name or Password", "Bad user name or password")
+    assert session.state == "closed"
+    with pytest.raises(SessionClosed):
+        session.publish("t", b"x")
+
+
+def test_qos0_publish_and_receive() -> None:
+    session = connected()
+    assert session.publish("a/b", b"hi", channel=DATA) is None
+    assert sent(session) == [(DATA, Publish("a/b", b"hi"))]
+    feed(session, DATA, Publish("a/b", b"back"))
+    assert session.events() == [ev.MessageReceived(Publish("a/b", b"back"), DATA)]
+    assert sent(session) == []
+
+
+def test_qos1_publish_completes_on_puback() -> None:
+    session = connected()
+    pid = session.publish("t", b"1", qos=1, channel=DATA)
+    assert sent(session) == [(DATA, Publish("t", b"1", 1, packet_id=pid))]
+    assert session.in_flight == 1
+    feed(session, DATA, Puback(pid))
+    assert session.events() == [ev.PublishCompleted(DATA, pid, 0)]  # type: ignore[arg-type]
+    assert session.in_flight == 0
+
+
+def test_qos2_publish_flow() -> None:
+    session = connected()
+    pid = session.publish("t", b"2", qos=2)
+    assert pid is not None
+    session.data_to_send()
+    feed(session, CONTROL, Pubrec(pid))
+    assert sent(session) == [(CONTROL, Pubrel(pid))]
+    assert session.events() == []
+    feed(session, CONTROL, Pubcomp(pid))
+    assert session.events() == [ev.PublishCompleted(CONTROL, pid, 0)]
+    assert session.unacknowledged() == []
+
+
+def test_qos2_pubrec_failure_completes_without_pubrel() -> None:
+    session = connected(5)
+    pid = session.publish("t", b"2", qos=2)
+    assert pid is not None
+    session.data_to_send()
+    feed(session, CONTROL, Pubrec(pid, 0x87), 5)
+    assert sent(session, 5) == []
+    assert session.events() == [ev.PublishCompleted(CONTROL, pid, 0x87)]
+
+
+def test_incoming_qos1_is_acknowledged() -> None:
+    session = connected()
+    feed(session, DATA, Publish("t", b"x", 1, packet_id=9))
+    assert [type(e) for e in session.events()] == [ev.MessageReceived]
+    assert sent(session) == [(DATA, Puback(9))]
+
+
+def test_incoming_qos2_delivered_exactly_once() -> None:
+    session = connected()
+    message = Publish("t", b"x", 2, packet_id=7)
+    feed(session, CONTROL, message)
+    assert session.events() == [ev.MessageReceived(message, CONTROL)]
+    assert sent(session) == [(CONTROL, Pubrec(7))]
+    duplicate = Publish("t", b"x", 2, dup=True, packet_id=7)
+    feed(session, CONTROL, duplicate)
+    assert session.events() == []  # suppressed
+    assert sent(session) == [(CONTROL, Pubrec(7))]  # but acknowledged again
+    feed(session, CONTROL, Pubrel(7))
+    assert sent(session) == [(CONTROL, Pubcomp(7))]
+    feed(session, CONTROL, message)  # the id is free again: a new message
+    assert len(session.events()) == 1
+
+
+def test_packet_ids_are_per_channel() -> None:
+    session = connected()
+    first = [session.publish("t", b"", qos=1, channel=c) for c in (CONTROL, DATA, 8)]
+    assert first == [1, 1, 1]
+    assert session.publish("t", b"", qos=1, channel=DATA) == 2
+    session.data_to_send()
+    feed(session, 8, Puback(1))
+    assert session.events() == [ev.PublishCompleted(8, 1, 0)]
+    feed(session, 12, Puback(1))  # a channel that sent nothing: ignored, not a crash
+    assert session.events() == []
+
+
+def test_packet_ids_skip_those_in_use_and_wrap() -> None:
+    session = connected()
+    ids = [session.publish("t", b"", qos=1) for _ in range(3)]
+    assert ids == [1, 2, 3]
+    session.data_to_send()
+    feed(session, CONTROL, Puback(2))
+    state = session._channels[CONTROL]
+    state.last_id = 0xFFFF
+    assert session.publish("t", b"", qos=1) == 2  # 1 and 3 still in flight
+
+
+def test_receive_maximum_bounds_in_flight() -> None:
+    session = connected(5, receive_maximum=2)
+    ids = [session.publish("t", bytes([i]), qos=1, channel=DATA) for i in range(4)]
+    assert [p.packet_id for _, p in sent(session, 5)] == ids[:2]
+    assert session.in_flight == 2
+    feed(session, DATA, Puback(ids[0]), 5)
+    assert [p.packet_id for _, p in sent(session, 5)] == [ids[2]]
+    feed(session, DATA, Puback(ids[1]), 5)
+    feed(session, DATA, Puback(ids[2]), 5)
+    assert [p.packet_id for _, p in sent(session, 5)] == [ids[3]]
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_subscribe_and_unsubscribe(version: int) -> None:
+    session = connected(version)
+    pid = session.subscribe([Subscription("a/#", 1), Subscription("b", 2)], channel=DATA)
+    assert sent(session, version) == [
+        (DATA, Subscribe(pid, [Subscription("a/#", 1), Subscription("b", 2)]))]
+    codes = [1, 0x80] if version == 4 else [1, 0x87]
+    feed(session, DATA, Suback(pid, codes), version)
+    assert session.events() == [ev.SubscribeCompleted(DATA, pid, codes, {})]
+    pid = session.unsubscribe(["a/#"], channel=DATA)
+    session.data_to_send()
+    feed(session, DATA, Unsuback(pid, [] if version == 4 else [0]), version)
+    assert session.events() == [ev.UnsubscribeCompleted(DATA, pid, [] if version == 4 else [0], {})]
+
+
+def test_keepalive_pings_when_control_idle_and_times_out() -> None:
+    session = connected(keepalive=10)
+    assert session.next_timer() == 10.0
+    session.publish("t", b"", channel=DATA, now=5.0)  # data streams do not reset the control timer
+    session.data_to_send()
+    session.handle_timer(9.9)
+    assert sent(session) == []
+    session.handle_timer(10.0)
+    assert sent(session) == [(CONTROL, Pingreq())]
+    assert session.next_timer() == 15.0  # PINGRESP due within keepalive / 2
+    feed(session, CONTROL, Pingresp(), now=10.2)
+    assert session.events() == [ev.PongReceived()]
+    assert session.next_timer() == 20.0
+    session.handle_timer(20.0)
+    assert sent(session) == [(CONTROL, Pingreq())]
+    session.handle_timer(25.0)
+    assert session.events() == [ev.KeepaliveTimeout(5.0)]
+    assert session.state == "closed"
+    assert session.next_timer() is None
+
+
+def test_keepalive_zero_never_pings() -> None:
+    session = connected(keepalive=0)
+    assert session.next_timer() is None
+
+
+def test_server_keep_alive_overrides() -> None:
+    session = connected(5, keepalive=60, server_keep_alive=5)
+    assert session.next_timer() == 5.0
+
+
+def test_malformed_packet_keeps_earlier_messages_then_closes() -> None:
+    session = connected()
+    good = codec.encode(Publish("ok", b"1"))
+    session.receive_data(DATA, good + b"\x30\x03\x00\x01#", 1.0)
+    events = session.events()
+    assert events[0] == ev.MessageReceived(Publish("ok", b"1"), DATA)
+    assert isinstance(events[1], ev.ProtocolViolation)
+    assert "[MQTT-3.3.2-2]" in events[1].reason
+    assert session.state == "closed"
+
+
+def test_server_disconnect_v5() -> None:
+    session = connected(5)
+    feed(session, CONTROL, Disconnect(0x8B, {"reason_string": "bye"}), 5)
+    assert session.events() == [ev.ServerDisconnected(0x8B, "Server shutting down",
+                                                      {"reason_string": "bye"})]
+
+
+def test_client_disconnect() -> None:
+    session = connected(5)
+    session.disconnect(0x04, now=3.0)
+    assert sent(session, 5) == [(CONTROL, Disconnect(0x04))]
+    assert session.state == "closed"
+
+
+def test_unexpected_packet_is_a_protocol_violation() -> None:
+    session = connected()
+    feed(session, CONTROL, Subscribe(1, [Subscription("a")]))
+    [event] = session.events()
+    assert isinstance(event, ev.ProtocolViolation)
+
+
+def test_close_channel_returns_unfinished_publishes() -> None:
+    session = connected(5, receive_maximum=1)
+    session.publish("a", b"1", qos=1, channel=DATA)
+    session.publish("b", b"2", qos=1, channel=8)  # waits for quota
+    session.data_to_send()
+    unfinished = session.close_channel(DATA)
+    assert [p.topic for p in unfinished] == ["a"]
+    # The freed quota lets the waiting publish go.
+    assert [(c, p.topic) for c, p in sent(session, 5)] == [(8, "b")]
+
+
+def test_topic_alias_from_server() -> None:
+    session = connected(5)
+    feed(session, DATA, Publish("long/topic", b"1", properties={"topic_alias": 1}), 5)
+    feed(session, DATA, Publish("", b"2", properties={"topic_alias": 1}), 5)
+    assert [e.packet.topic for e in session.events()] == ["long/topic", "long/topic"]
+    feed(session, DATA, Publish("", b"3", properties={"topic_alias": 2}), 5)
+    [event] = session.events()
+    assert isinstance(event, ev.ProtocolViolation)
+
+
+def test_unacknowledged_lists_publishes_and_pubrels() -> None:
+    session = connected()
+    one = session.publish("a", b"1", qos=1)
+    two = session.publish("b", b"2", qos=2, channel=DATA)
+    assert one is not None and two is not None
+    session.data_to_send()
+    feed(session, DATA, Pubrec(two))
+    kinds = sorted((c, type(p).__name__) for c, p in session.unacknowledged())
+    assert kinds == [(CONTROL, "Publish"), (DATA, "Pubrel")]
