@@ -101,7 +101,7 @@ def main() -> None:
             continue
         ratio = mine / results[peer_name, op]
         print(f"  {label:36} {ratio:7.2f}x  target >= {target:g}x  {'ok' if ratio >= target else 'MISSED'}")
-    for op in ("encode_qos0", "encode_qos1", "decode_stream", "decode_mixed"):
+    for op in ("encode_qos0", "encode_qos1", "decode_stream"):
         cy, py = ours_at("cython", 4, op), ours_at("python", 4, op)
         if cy and py:
             ratio = cy / py

@@ -23,7 +23,6 @@ from mqttquic.codec import (
     Subscribe,
     Subscription,
     Unsuback,
-    Unsubscribe,
 )
 from mqttquic.session import CONTROL, Session, SessionClosed
 
