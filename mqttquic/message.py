@@ -1,0 +1,50 @@
+"""The application message handed to users."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["Message", "payload_bytes"]
+
+
+class Message:
+    """An application message received from the broker.
+
+    ``stream_id`` is the QUIC stream it arrived on (the data stream of the
+    subscription), or 0 on TCP and on the control stream.
+    """
+
+    __slots__ = ("topic", "payload", "qos", "retain", "properties", "stream_id")
+
+    def __init__(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                 properties: dict[str, Any] | None = None, stream_id: int = 0) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties or {}
+        self.stream_id = stream_id
+
+    def json(self) -> Any:
+        """The payload decoded as JSON."""
+        return json.loads(self.payload)
+
+    def __repr__(self) -> str:
+        return (f"Message(topic={self.topic!r}, payload={self.payload!r}, qos={self.qos},"
+                f" retain={self.retain}, stream_id={self.stream_id})")
+
+
+def payload_bytes(payload: Any) -> bytes:
+    """bytes as they are; str as UTF-8; dict, list, numbers, bools as JSON; None as empty."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if payload is None:
+        return b""
+    if isinstance(payload, (dict, list, tuple, int, float, bool)):
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    raise TypeError(f"payload must be bytes, str or JSON-serialisable, not {type(payload).__name__}")

@@ -1,0 +1,81 @@
+"""The one small interface the client uses for every transport."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+from ..codec import Subscription
+from ..config import TransportType
+from ..errors import MQTTQUICError
+from ..message import Message
+
+__all__ = ["Transport", "PublishFailed"]
+
+
+class PublishFailed(MQTTQUICError):
+    """The broker answered a QoS 1/2 PUBLISH with a failure reason code (MQTT 5)."""
+
+    def __init__(self, topic: str, reason_code: int, reason_name: str) -> None:
+        self.topic = topic
+        self.reason_code = reason_code
+        super().__init__(f"publish to {topic!r} failed: {reason_name} (0x{reason_code:02X})")
+
+
+class Transport(abc.ABC):
+    """A connected MQTT session over one transport."""
+
+    transport_type: TransportType
+
+    def __init__(self) -> None:
+        self.on_message: Callable[[Message], None] = lambda message: None
+        # Called once when the connection ends without disconnect() (the cause as argument).
+        self.on_lost: Callable[[BaseException], None] = lambda exc: None
+        self.connect_time = 0.0
+        self.session_present = False
+        self.session_resumed = False
+        self.zero_rtt_used = False
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                      properties: dict[str, Any] | None = None) -> None:
+        """Send; return when written (QoS 0) or acknowledged (QoS 1 and 2)."""
+
+    @abc.abstractmethod
+    async def subscribe(self, subscriptions: list[Subscription],
+                        properties: dict[str, Any] | None = None) -> list[int]:
+        """Subscribe; return the granted QoS / reason code of each subscription."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, topic_filters: list[str],
+                          properties: dict[str, Any] | None = None) -> list[int]:
+        ...
+
+    @abc.abstractmethod
+    async def disconnect(self) -> None:
+        """Send DISCONNECT and close."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Close at once, without DISCONNECT."""
+
+    @property
+    @abc.abstractmethod
+    def is_connected(self) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def bytes_sent(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def bytes_received(self) -> int: ...
+
+    @property
+    def rtt_ms(self) -> float | None:
+        return None
+
+    @property
+    def streams_open(self) -> int:
+        return 1 if self.is_connected else 0

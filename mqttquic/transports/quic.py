@@ -1,0 +1,451 @@
+"""MQTT over QUIC with aioquic, as EMQX defines it.
+
+The first client bidirectional stream is the control stream (CONNECT, PINGREQ,
+DISCONNECT). In multi-stream mode each topic (or topic filter) gets a data
+stream of its own from a bounded pool; once the pool is full, topics share
+streams by a stable hash. Streams are independent, so a lost packet on one
+does not hold up the others. In single-stream mode everything rides on the
+control stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from aioquic.asyncio.client import connect as quic_connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import (
+    ConnectionTerminated,
+    HandshakeCompleted,
+    QuicEvent,
+    StreamDataReceived,
+    StreamReset,
+)
+from aioquic.tls import SessionTicket
+
+from .. import events as ev
+from ..codec import Connect, Subscription, Will
+from ..config import ConnectionConfig, TransportType
+from ..errors import ConnectError, ConnectionRefused, MQTTQUICError
+from ..message import Message
+from ..reason_codes import reason_code_name
+from ..session import Session
+from .base import PublishFailed, Transport
+
+__all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
+
+logger = logging.getLogger("mqttquic.quic")
+
+ALPN = "mqtt"
+
+
+def quic_configuration(config: ConnectionConfig) -> QuicConfiguration:
+    """The aioquic client configuration for ``config`` (TLS 1.3, ALPN "mqtt")."""
+    # EMQX sets the idle timeout to 1.5 x keepalive; PINGREQs keep it alive.
+    idle = 1.5 * config.keepalive if config.keepalive else 60.0
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=[ALPN], idle_timeout=max(idle, 5.0),
+        server_name=config.server_name or config.host,
+        verify_mode=ssl.CERT_NONE if config.insecure else ssl.CERT_REQUIRED,
+    )
+    if config.ca_file and not config.insecure:
+        configuration.load_verify_locations(cafile=config.ca_file)
+    if config.certfile:
+        configuration.load_cert_chain(config.certfile, config.keyfile)
+    return configuration
+
+
+def connect_packet(config: ConnectionConfig, will: Will | None = None,
+                   properties: dict[str, Any] | None = None) -> Connect:
+    password = config.password.encode("utf-8") if config.password is not None else None
+    return Connect(config.effective_client_id, config.clean_start, config.keepalive,
+                   config.username, password, will, properties, config.protocol_version)
+
+
+class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
+    """One QUIC connection carrying one MQTT session (the seed's protocol class)."""
+
+    transport_type = TransportType.QUIC
+
+    def __init__(self, *args: Any, config: ConnectionConfig, **kwargs: Any) -> None:
+        QuicConnectionProtocol.__init__(self, *args, **kwargs)
+        Transport.__init__(self)
+        self.config = config
+        self.session: Session | None = None
+        self.control_stream: int | None = None
+        # stream_id -> the topic (or filter) that opened it, as in the seed
+        self.streams: dict[int, str] = {}
+        self._topic_streams: dict[str, int] = {}
+        self._data_streams: list[int] = []
+        self._waiters: dict[tuple[int, int], asyncio.Future[Any]] = {}
+        self._connack: asyncio.Future[ev.Event] = self._loop.create_future()
+        self._mqtt_timer: asyncio.TimerHandle | None = None
+        self._context: AbstractAsyncContextManager[QuicConnectionProtocol] | None = None
+        self._closing = False
+        self._lost = False
+        self.terminated_reason: str | None = None
+        self.handshake: HandshakeCompleted | None = None
+
+    # --- aioquic events -----------------------------------------------------------------
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            if self.session is not None and event.data:
+                self.session.receive_data(event.stream_id, event.data, self._loop.time())
+                self._after_session()
+            if event.end_stream and event.stream_id != self.control_stream:
+                self._stream_closed(event.stream_id, "the server finished the stream")
+        elif isinstance(event, StreamReset):
+            self._stream_closed(event.stream_id, f"the server reset it (code {event.error_code})")
+        elif isinstance(event, HandshakeCompleted):
+            self.handshake = event
+            self.session_resumed = event.session_resumed
+            self.zero_rtt_used = event.early_data_accepted
+            logger.debug("QUIC handshake done (resumed=%s, 0-RTT accepted=%s)",
+                         event.session_resumed, event.early_data_accepted)
+        elif isinstance(event, ConnectionTerminated):
+            self.terminated_reason = event.reason_phrase or f"error code {event.error_code}"
+            if not self._closing:
+                self._connection_lost(ConnectError(f"QUIC connection closed: {self.terminated_reason}"))
+
+    # --- the seed's MQTT methods ------------------------------------------------------------
+
+    def mqtt_connect(self, connect: Connect) -> None:
+        """Open the control stream and send CONNECT on it."""
+        self.session = Session(connect, max_packet_size=self.config.max_packet_size)
+        self.control_stream = self._quic.get_next_available_stream_id()
+        self._quic.send_stream_data(self.control_stream, b"")  # reserve the id now
+        self.session.open_channel(self.control_stream)
+        self.session.connect(self._loop.time())
+        self._flush()
+
+    def mqtt_publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                     properties: dict[str, Any] | None = None) -> tuple[int, int | None]:
+        """Queue a PUBLISH on the topic's stream: ``(stream_id, packet_id)``."""
+        session = self._require_session()
+        stream_id = self._get_or_create_stream(topic)
+        packet_id = session.publish(topic, payload, qos, retain, properties, channel=stream_id,
+                                    now=self._loop.time())
+        self._flush()
+        return stream_id, packet_id
+
+    def mqtt_subscribe(self, subscriptions: list[Subscription],
+                       properties: dict[str, Any] | None = None) -> tuple[int, int]:
+        """SUBSCRIBE on the stream of the first filter: ``(stream_id, packet_id)``.
+
+        Messages for these subscriptions arrive on that stream."""
+        session = self._require_session()
+        stream_id = self._get_or_create_stream(subscriptions[0].topic_filter)
+        packet_id = session.subscribe(subscriptions, channel=stream_id, properties=properties,
+                                      now=self._loop.time())
+        self._flush()
+        return stream_id, packet_id
+
+    def _get_or_create_stream(self, topic: str) -> int:
+        """The stream for ``topic``: its own while the pool has room, then shared by hash."""
+        assert self.control_stream is not None
+        if not self.config.multi_stream:
+            return self.control_stream
+        stream_id = self._topic_streams.get(topic)
+        if stream_id is not None:
+            return stream_id
+        if len(self._data_streams) < self.config.max_streams:
+            stream_id = self._quic.get_next_available_stream_id()
+            # aioquic reserves an id only once something is written: write nothing now,
+            # so the next call cannot hand out the same id.
+            self._quic.send_stream_data(stream_id, b"")
+            self._data_streams.append(stream_id)
+            self.streams[stream_id] = topic
+            self._require_session().open_channel(stream_id)
+        else:
+            stream_id = self._data_streams[zlib.crc32(topic.encode("utf-8")) % len(self._data_streams)]
+        self._topic_streams[topic] = stream_id
+        return stream_id
+
+    # --- Transport interface ----------------------------------------------------------------
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                      properties: dict[str, Any] | None = None) -> None:
+        stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties)
+        if packet_id is None:
+            return
+        code: int = await self._wait(stream_id, packet_id)
+        if code >= 0x80:
+            raise PublishFailed(topic, code, reason_code_name(code))
+
+    async def subscribe(self, subscriptions: list[Subscription],
+                        properties: dict[str, Any] | None = None) -> list[int]:
+        # One SUBSCRIBE per stream, each filter on its own stream.
+        by_stream: dict[int, list[int]] = {}
+        for index, sub in enumerate(subscriptions):
+            self._require_session()
+            by_stream.setdefault(self._get_or_create_stream(sub.topic_filter), []).append(index)
+        results: list[int] = [0] * len(subscriptions)
+        calls = []
+        for indexes in by_stream.values():
+            stream_id, packet_id = self.mqtt_subscribe([subscriptions[i] for i in indexes],
+                                                       properties)
+            calls.append((indexes, self._wait(stream_id, packet_id)))
+        for indexes, waiter in calls:
+            codes = await waiter
+            for index, code in zip(indexes, codes):
+                results[index] = code
+        return results
+
+    async def unsubscribe(self, topic_filters: list[str],
+                          properties: dict[str, Any] | None = None) -> list[int]:
+        session = self._require_session()
+        by_stream: dict[int, list[str]] = {}
+        for topic_filter in topic_filters:
+            by_stream.setdefault(self._get_or_create_stream(topic_filter), []).append(topic_filter)
+        codes: list[int] = []
+        for stream_id, filters in by_stream.items():
+            packet_id = session.unsubscribe(filters, channel=stream_id, properties=properties,
+                                            now=self._loop.time())
+            self._flush()
+            codes += await self._wait(stream_id, packet_id)
+        return codes
+
+    async def disconnect(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self.session is not None and self.session.state != "closed":
+            self.session.disconnect(now=self._loop.time())
+            self._flush()
+        await self._close_quic()
+
+    def abort(self) -> None:
+        self._closing = True
+        self.close(reason_phrase="closed by the client")
+        self._fail_waiters(ConnectError("connection closed"))
+
+    async def _close_quic(self) -> None:
+        self._cancel_timer()
+        self._fail_waiters(ConnectError("connection closed"))
+        if self._context is not None:
+            context, self._context = self._context, None
+            try:
+                await asyncio.wait_for(context.__aexit__(None, None, None), 2.0)
+            except asyncio.TimeoutError:
+                logger.debug("QUIC close did not finish within 2 s")
+
+    @property
+    def is_connected(self) -> bool:
+        return (self.session is not None and self.session.state == "connected"
+                and not self._lost and not self._closing)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.session.bytes_sent if self.session else 0
+
+    @property
+    def bytes_received(self) -> int:
+        return self.session.bytes_received if self.session else 0
+
+    @property
+    def rtt_ms(self) -> float | None:
+        rtt = getattr(getattr(self._quic, "_loss", None), "_rtt_smoothed", None)
+        initialized = getattr(getattr(self._quic, "_loss", None), "_rtt_initialized", False)
+        return round(rtt * 1000, 3) if rtt is not None and initialized else None
+
+    @property
+    def streams_open(self) -> int:
+        if not self.is_connected:
+            return 0
+        return 1 + len(self._data_streams)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _require_session(self) -> Session:
+        if self.session is None or self._lost or self._closing:
+            raise ConnectError("not connected")
+        return self.session
+
+    def _wait(self, stream_id: int, packet_id: int) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._waiters[stream_id, packet_id] = future
+        return future
+
+    def _flush(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        wrote = False
+        for stream_id, data in session.data_to_send():
+            try:
+                self._quic.send_stream_data(stream_id, data)
+            except (AssertionError, ValueError) as exc:
+                logger.warning("stream %d cannot carry %d more bytes: %s", stream_id, len(data), exc)
+                continue
+            wrote = True
+        if wrote:
+            self.transmit()
+        self._schedule_timer()
+
+    def _schedule_timer(self) -> None:
+        session = self.session
+        deadline = session.next_timer() if session is not None else None
+        if self._mqtt_timer is not None:
+            if deadline is not None and self._mqtt_timer.when() == deadline:
+                return
+            self._mqtt_timer.cancel()
+            self._mqtt_timer = None
+        if deadline is not None:
+            self._mqtt_timer = self._loop.call_at(deadline, self._on_mqtt_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._mqtt_timer is not None:
+            self._mqtt_timer.cancel()
+            self._mqtt_timer = None
+
+    def _on_mqtt_timer(self) -> None:
+        self._mqtt_timer = None
+        if self.session is not None:
+            self.session.handle_timer(self._loop.time())
+            self._after_session()
+
+    def _after_session(self) -> None:
+        session = self.session
+        assert session is not None
+        for event in session.events():
+            self._handle_event(event)
+        self._flush()
+
+    def _handle_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.MessageReceived):
+            packet = event.packet
+            self.on_message(Message(packet.topic, packet.payload, packet.qos, packet.retain,
+                                    packet.properties, event.channel))
+        elif isinstance(event, ev.PublishCompleted):
+            self._resolve((event.channel, event.packet_id), event.reason_code)
+        elif isinstance(event, ev.SubscribeCompleted):  # and UnsubscribeCompleted
+            self._resolve((event.channel, event.packet_id), event.reason_codes)
+        elif isinstance(event, (ev.Connected, ev.ConnectFailed)):
+            if not self._connack.done():
+                self._connack.set_result(event)
+        elif isinstance(event, ev.KeepaliveTimeout):
+            self._connection_lost(ConnectError(f"no PINGRESP for {event.waited:.1f} s"))
+        elif isinstance(event, ev.ProtocolViolation):
+            self._connection_lost(ConnectError(f"protocol violation: {event.reason}"))
+        elif isinstance(event, ev.ServerDisconnected):
+            self._connection_lost(ConnectError(
+                f"broker disconnected: {event.reason_name} (0x{event.reason_code:02X})"))
+
+    def _resolve(self, key: tuple[int, int], value: Any) -> None:
+        future = self._waiters.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    def _fail_waiters(self, exc: BaseException) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for future in waiters.values():
+            if not future.done():
+                future.set_exception(exc)
+        if not self._connack.done():
+            self._connack.set_exception(exc)
+            self._connack.exception()
+
+    def _stream_closed(self, stream_id: int, why: str) -> None:
+        if self.session is None or self._closing:
+            return
+        if stream_id == self.control_stream:
+            self._connection_lost(ConnectError(f"control stream closed: {why}"))
+            return
+        logger.warning("data stream %d closed: %s", stream_id, why)
+        unfinished = self.session.close_channel(stream_id)
+        if stream_id in self._data_streams:
+            self._data_streams.remove(stream_id)
+        self.streams.pop(stream_id, None)
+        for topic in [t for t, s in self._topic_streams.items() if s == stream_id]:
+            del self._topic_streams[topic]
+        for key in [k for k in self._waiters if k[0] == stream_id]:
+            future = self._waiters.pop(key)
+            if not future.done():
+                future.set_exception(ConnectError(f"stream {stream_id} closed: {why}"))
+        if unfinished:
+            logger.warning("%d publishes on stream %d were not acknowledged", len(unfinished),
+                           stream_id)
+
+    def _connection_lost(self, exc: ConnectError) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        logger.warning("%s", exc)
+        self._cancel_timer()
+        self._fail_waiters(exc)
+        if not self._closing:
+            self.close(reason_phrase=str(exc)[:100])
+            self.on_lost(exc)
+
+
+async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
+                       properties: dict[str, Any] | None = None,
+                       session_ticket: SessionTicket | None = None,
+                       ticket_handler: Callable[[SessionTicket], None] | None = None,
+                       ) -> MQTTQuicAdvancedProtocol:
+    """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
+
+    Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
+    else (timeout, TLS verification, network), within ``config.connect_timeout``.
+    """
+    configuration = quic_configuration(config)
+    configuration.session_ticket = session_ticket
+    started = time.monotonic()
+    protocol_box: list[MQTTQuicAdvancedProtocol] = []
+
+    def create_protocol(*args: Any, **kwargs: Any) -> MQTTQuicAdvancedProtocol:
+        protocol = MQTTQuicAdvancedProtocol(*args, config=config, **kwargs)
+        protocol_box.append(protocol)
+        return protocol
+
+    context = quic_connect(config.host, config.quic_port, configuration=configuration,
+                           create_protocol=create_protocol, session_ticket_handler=ticket_handler,
+                           wait_connected=True)
+    where = f"{config.host}:{config.quic_port}"
+
+    async def establish() -> tuple[MQTTQuicAdvancedProtocol, ev.Event]:
+        protocol = await context.__aenter__()
+        assert isinstance(protocol, MQTTQuicAdvancedProtocol)
+        protocol._context = context
+        protocol.mqtt_connect(connect_packet(config, will, properties))
+        return protocol, await protocol._connack
+
+    try:
+        protocol, result = await asyncio.wait_for(establish(), config.connect_timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        await _abandon(protocol_box, context)
+        raise ConnectError(f"QUIC connect to {where} timed out after {config.connect_timeout} s"
+                           " (no answer on UDP?)") from None
+    except ConnectionError as exc:
+        reason = protocol_box[0].terminated_reason if protocol_box else None
+        await _abandon(protocol_box, context)
+        raise ConnectError(f"QUIC connect to {where} failed: {reason or exc}") from exc
+    except MQTTQUICError:
+        await _abandon(protocol_box, context)
+        raise
+    except OSError as exc:
+        await _abandon(protocol_box, context)
+        raise ConnectError(f"QUIC connect to {where} failed: {exc}") from exc
+    if isinstance(result, ev.ConnectFailed):
+        await protocol._close_quic()
+        raise ConnectionRefused(result.reason_code, result.reason_name)
+    protocol.connect_time = time.monotonic() - started
+    assert isinstance(result, ev.Connected)
+    protocol.session_present = result.session_present
+    logger.info("connected over QUIC to %s in %.1f ms", where, protocol.connect_time * 1000)
+    return protocol
+
+
+async def _abandon(protocols: list[MQTTQuicAdvancedProtocol], context: Any) -> None:
+    if protocols and protocols[0]._context is not None:
+        protocols[0]._closing = True
+        await protocols[0]._close_quic()
