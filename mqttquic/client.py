@@ -36,7 +36,7 @@ class Client:
     def __init__(self, config: ConnectionConfig | None = None, *,
                  on_message: Callable[[Message], Any] | None = None,
                  will: Will | None = None, connect_properties: dict[str, Any] | None = None,
-                 **settings: Any) -> None:
+                 max_queued_messages: int = 10_000, **settings: Any) -> None:
         if config is None:
             config = ConnectionConfig(**settings)
         elif settings:
@@ -47,7 +47,11 @@ class Client:
         self.connect_properties = connect_properties
         self.stats = ConnectionStats()
         self._transport: Transport | None = None
-        self._queues: list[asyncio.Queue[Any]] = []
+        # Messages wait here from the moment of connecting until messages() takes them,
+        # so none is lost between subscribe() and the start of iteration.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.max_queued_messages = max_queued_messages
+        self.messages_dropped = 0
         self._connect_lock = asyncio.Lock()
 
     # --- connecting ------------------------------------------------------------------
@@ -90,8 +94,7 @@ class Client:
     def _lost(self, exc: BaseException) -> None:
         self.stats.connected = False
         logger.warning("connection lost: %s", exc)
-        for queue in self._queues:
-            queue.put_nowait(exc)
+        self._queue.put_nowait(exc)
 
     async def disconnect(self) -> None:
         """Send DISCONNECT and close. Iterators of messages() end."""
@@ -99,8 +102,7 @@ class Client:
         if transport is not None:
             await transport.disconnect()
         self.stats.connected = False
-        for queue in self._queues:
-            queue.put_nowait(_CLOSED)
+        self._queue.put_nowait(_CLOSED)
 
     @property
     def is_connected(self) -> bool:
@@ -158,25 +160,29 @@ class Client:
         return await self._require().unsubscribe(filters, properties)
 
     async def messages(self) -> AsyncIterator[Message]:
-        """Every message received while iterating; ends at disconnect(), raises on loss."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._queues.append(queue)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _CLOSED:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self._queues.remove(queue)
+        """Received messages, in arrival order, from the moment of connecting.
+
+        Ends after disconnect(); raises ConnectError when the connection is lost.
+        Iterators share one queue: each message goes to one of them."""
+        while True:
+            item = await self._queue.get()
+            if item is _CLOSED:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def _deliver(self, message: Message) -> None:
         self.stats.messages_received += 1
         self.stats.last_activity = time.time()
-        for queue in self._queues:
-            queue.put_nowait(message)
+        if self.max_queued_messages and self._queue.qsize() >= self.max_queued_messages:
+            # Nobody is reading messages(): keep the newest, and say so.
+            self._queue.get_nowait()
+            self.messages_dropped += 1
+            logger.error("messages() queue full (%d): dropped the oldest message (%d so far);"
+                         " iterate messages() or raise max_queued_messages",
+                         self.max_queued_messages, self.messages_dropped)
+        self._queue.put_nowait(message)
         if self.on_message is not None:
             try:
                 result = self.on_message(message)
