@@ -1,13 +1,15 @@
-# make demo  - run the MQTT-over-QUIC demo (venv, extension, embedded broker)
-# make test  - lint, type-check, and run the tests against both codec twins
-# make bench - codec benchmarks against paho-mqtt, gmqtt, amqtt and mqtt5
+# make demo  - the MQTT-over-QUIC demo (venv, extension, embedded broker, gateway, clients)
+# make test  - lint, type-check, and the tests (both codec twins, real mosquitto and QUIC)
+# make bench - codec benchmarks against paho-mqtt, gmqtt, amqtt and mqtt5, and QUIC vs TCP
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -d' ' -f1)
 
-.PHONY: all venv build test test-fast lint bench demo clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all venv build test lint bench demo mosquitto clean
 
 all: build
 
@@ -17,7 +19,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install -q "setuptools>=68" "Cython>=3.0" wheel
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,demo]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -27,16 +29,26 @@ venv: $(STAMP)
 build: $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 
+# The integration tests start mosquitto themselves; it has to be installed.
+mosquitto:
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto (Debian package) for the integration tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check mqttquic tests bench
 	$(BIN)/mypy
 
-test: build lint
+test: build lint mosquitto
 	MQTTQUIC_EXPECT_EXTENSION=1 $(BIN)/python -m pytest -q
 	MQTTQUIC_NO_EXTENSIONS=1 $(BIN)/python -m pytest -q
 
-bench: build
+demo: build
+	$(BIN)/python -m mqttquic demo
+
+bench: build mosquitto
 	$(BIN)/python bench/compare_codecs.py
+	$(BIN)/python bench/quic_vs_tcp.py
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean
 
 clean:

@@ -1,6 +1,14 @@
-"""mqttquic: MQTT over QUIC for asyncio, with TCP+TLS as the fallback."""
+"""mqttquic: MQTT over QUIC for asyncio, with TCP+TLS as the fallback.
+
+Only the errors load with the package: ``import mqttquic.codec`` stays free of
+asyncio, aioquic and paho-mqtt (devices that need just the codec, start-up
+time), and the client, the gateway and the transports load on first use.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     ConnectError,
@@ -11,14 +19,36 @@ from .errors import (
     ProtocolError,
 )
 
+if TYPE_CHECKING:
+    from .client import Client, MQTTQUICAdvancedClient
+    from .codec import Subscription, Will
+    from .config import ConnectionConfig, ConnectionStats, TransportType
+    from .gateway import Gateway, GatewayConfig
+    from .message import Message
+    from .transports.base import PublishFailed
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "Client": "client", "MQTTQUICAdvancedClient": "client",
+    "ConnectionConfig": "config", "ConnectionStats": "config", "TransportType": "config",
+    "Message": "message", "Subscription": "codec", "Will": "codec",
+    "Gateway": "gateway", "GatewayConfig": "gateway", "PublishFailed": "transports.base",
+}
 
 __all__ = [
     "__version__",
-    "MQTTQUICError",
-    "MalformedPacket",
-    "PacketTooLarge",
-    "ProtocolError",
-    "ConnectError",
-    "ConnectionRefused",
+    "Client", "MQTTQUICAdvancedClient", "ConnectionConfig", "ConnectionStats", "TransportType",
+    "Message", "Subscription", "Will", "Gateway", "GatewayConfig",
+    "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
+    "ConnectionRefused", "PublishFailed",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mqttquic' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

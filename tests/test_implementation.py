@@ -44,9 +44,19 @@ def test_packets_module_matches_codec() -> None:
 
 def test_codec_import_pulls_in_neither_aioquic_nor_paho() -> None:
     code = (
-        "import sys, mqttquic.codec, mqttquic.packets\n"
+        "import sys, mqttquic, mqttquic.codec, mqttquic.packets\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('aioquic', 'paho', 'asyncio'))\n"
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_package_exports_load_lazily() -> None:
+    import mqttquic
+
+    assert mqttquic.Client is mqttquic.MQTTQUICAdvancedClient
+    assert mqttquic.ConnectionConfig().quic_port == 14567
+    assert mqttquic.GatewayConfig().quic_port == 14567
+    for name in mqttquic.__all__:
+        assert getattr(mqttquic, name) is not None

@@ -1,0 +1,147 @@
+"""``python -m mqttquic`` / ``mqttquic``: gateway, pub, sub, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host:
+        return text, default_port
+    return host.strip("[]"), int(port)
+
+
+def _client_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--quic-port", type=int, default=14567)
+    parser.add_argument("--client-id", default="")
+    parser.add_argument("--username")
+    parser.add_argument("--password")
+    parser.add_argument("--ca-file", help="CA to verify the server with (default: system store)")
+    parser.add_argument("--server-name", help="name to verify in the certificate (default: host)")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the certificate")
+    parser.add_argument("--mqtt5", action="store_true", help="MQTT 5.0 instead of 3.1.1")
+    parser.add_argument("--single-stream", action="store_true",
+                        help="everything on the control stream")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from .config import ConnectionConfig
+
+    return ConnectionConfig(host=args.host, quic_port=args.quic_port, client_id=args.client_id,
+                            username=args.username, password=args.password,
+                            ca_file=args.ca_file, server_name=args.server_name,
+                            insecure=args.insecure, protocol_version=5 if args.mqtt5 else 4,
+                            multi_stream=not args.single_stream)
+
+
+async def _gateway(args: argparse.Namespace) -> int:
+    from .gateway import Gateway, GatewayConfig
+
+    up_host, up_port = _host_port(args.upstream, 1883)
+    quic_host, quic_port = _host_port(args.quic, 14567)
+    tcp_host, tcp_port = _host_port(args.tcp, 8884) if args.tcp != "off" else ("", None)
+    config = GatewayConfig(upstream_host=up_host, upstream_port=up_port, quic_host=quic_host,
+                           quic_port=quic_port, tcp_host=tcp_host or "127.0.0.1",
+                           tcp_port=tcp_port, cert_file=args.cert, key_file=args.key,
+                           max_data_streams=args.max_streams)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Gateway(config) as gateway:
+        print(f"MQTT over QUIC on udp/{quic_host}:{gateway.quic_port} -> {up_host}:{up_port}")
+        if gateway.tcp_port:
+            print(f"MQTT over TLS on tcp/{tcp_host}:{gateway.tcp_port} -> {up_host}:{up_port}")
+        if gateway.ca_file:
+            print(f"generated a throwaway certificate; clients verify it with --ca-file"
+                  f" {gateway.ca_file} --server-name localhost")
+        print("Ctrl-C stops", flush=True)
+        await stop.wait()
+    return 0
+
+
+async def _pub(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    async with Client(_config(args)) as client:
+        await client.publish(args.topic, args.message, qos=args.qos, retain=args.retain)
+    return 0
+
+
+async def _sub(args: argparse.Namespace) -> int:
+    from .client import Client
+
+    async with Client(_config(args)) as client:
+        await client.subscribe(args.topic, qos=args.qos)
+        count = 0
+        async for message in client.messages():
+            print(f"{message.topic} {message.payload.decode('utf-8', 'replace')}", flush=True)
+            count += 1
+            if args.count and count >= args.count:
+                break
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return await run_demo(args.broker)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mqttquic", description="MQTT over QUIC")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gateway = commands.add_parser("gateway", help="MQTT-over-QUIC listener in front of a broker")
+    gateway.add_argument("--upstream", default="127.0.0.1:1883", help="TCP broker, host:port")
+    gateway.add_argument("--quic", default="127.0.0.1:14567", help="QUIC listen address")
+    gateway.add_argument("--tcp", default="127.0.0.1:8884", help="TLS TCP listen address, or off")
+    gateway.add_argument("--cert", help="certificate (PEM); default: a generated one")
+    gateway.add_argument("--key", help="private key (PEM)")
+    gateway.add_argument("--max-streams", type=int, default=9, help="data streams per connection")
+
+    pub = commands.add_parser("pub", help="publish one message")
+    _client_args(pub)
+    pub.add_argument("-t", "--topic", required=True)
+    pub.add_argument("-m", "--message", default="")
+    pub.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2))
+    pub.add_argument("-r", "--retain", action="store_true")
+
+    sub = commands.add_parser("sub", help="print messages")
+    _client_args(sub)
+    sub.add_argument("-t", "--topic", required=True, action="append")
+    sub.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2))
+    sub.add_argument("-C", "--count", type=int, default=0, help="stop after this many")
+
+    demo = commands.add_parser("demo", help="run the demo on an embedded broker")
+    demo.add_argument("--broker", default="auto", choices=("auto", "amqtt", "mosquitto"))
+
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.verbose < 2:
+        logging.getLogger("quic").setLevel(logging.WARNING)
+    if args.command == "demo" and not args.verbose:
+        # The demo prints the generated CA's path itself.
+        logging.getLogger("mqttquic.gateway").setLevel(logging.ERROR)
+    handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo}[args.command]
+    try:
+        return asyncio.run(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
+        print(f"mqttquic {args.command}: {exc}", file=sys.stderr)
+        return 1
