@@ -36,7 +36,7 @@ mosquitto:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq mosquitto >/dev/null; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check mqttquic tests bench
+	$(BIN)/ruff check mqttquic tests bench examples
 	$(BIN)/mypy
 
 test: build lint mosquitto

@@ -18,7 +18,7 @@ import json
 import logging
 import random
 
-from mqttquic import ConnectionConfig, ConnectError, MQTTQUICAdvancedClient
+from mqttquic import ConnectError, ConnectionConfig, MQTTQUICAdvancedClient
 
 
 async def main() -> int:
