@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -71,6 +72,19 @@ class GatewayConfig:
     max_buffer: int = 4 * 1024 * 1024  # per stream, either direction
     idle_timeout: float = 300.0
     upstream_timeout: float = 10.0
+
+
+def _quick_ack(sock: Any) -> None:
+    """Acknowledge the broker's bytes at once (Linux; the flag wears off, so per read).
+
+    A broker that leaves Nagle on (mosquitto's default) holds its second and later
+    PUBACKs until our ACK of the first arrives; with delayed ACKs that costs 40 ms
+    whenever a client has several publishes in flight and nothing else to send."""
+    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except OSError:
+            pass
 
 
 class _TicketStore:
@@ -128,10 +142,12 @@ class _StreamRelay:
 
     async def pump_to_client(self, reader: asyncio.StreamReader) -> None:
         connection = self.connection
+        sock = self.writer.get_extra_info("socket") if self.writer is not None else None
         while True:
             data = await reader.read(65536)
             if not data:
                 return
+            _quick_ack(sock)
             connection.send(self.stream_id, data)
             await connection.wait_for_room(self.stream_id)
 
@@ -182,7 +198,7 @@ class _GatewayConnection(QuicConnectionProtocol):
         except (AssertionError, ValueError) as exc:  # stream already finished or reset
             logger.debug("dropping %d bytes for closed stream %d: %s", len(data), stream_id, exc)
             return
-        self.transmit()
+        self._transmit_soon()
 
     async def wait_for_room(self, stream_id: int) -> None:
         """Pause reading upstream while this stream has too much unsent data queued."""

@@ -288,7 +288,8 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
                 continue
             wrote = True
         if wrote:
-            self.transmit()
+            # One transmit per loop iteration: concurrent publishes share datagrams.
+            self._transmit_soon()
         self._schedule_timer()
 
     def _schedule_timer(self) -> None:
