@@ -12,7 +12,8 @@ import pytest
 from aioquic.asyncio.client import connect as quic_connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import QuicEvent, StreamDataReceived
+from aioquic.quic.events import HandshakeCompleted, QuicEvent, StreamDataReceived, StreamReset
+from aioquic.tls import SessionTicket
 
 from mqttquic import codec
 from mqttquic.certs import CertificateFiles
@@ -237,11 +238,18 @@ class RawQuic(QuicConnectionProtocol):
         super().__init__(*args, **kwargs)
         self.received: dict[int, bytearray] = {}
         self.arrived = asyncio.Event()
+        self.resets: list[int] = []
+        self.handshake: HandshakeCompleted | None = None
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived):
             self.received.setdefault(event.stream_id, bytearray()).extend(event.data)
             self.arrived.set()
+        elif isinstance(event, StreamReset):
+            self.resets.append(event.stream_id)
+            self.arrived.set()
+        elif isinstance(event, HandshakeCompleted):
+            self.handshake = event
 
     def write(self, stream_id: int, data: bytes) -> None:
         self._quic.send_stream_data(stream_id, data)
@@ -298,3 +306,55 @@ async def test_gateway_limits_data_streams(mosquitto: Mosquitto, certs: Certific
             # Two data streams are served; the third is reset by the gateway.
             assert sorted(results.values()) == [False, True, True]
             assert client.is_connected
+
+
+def raw_configuration(certs: CertificateFiles) -> QuicConfiguration:
+    configuration = QuicConfiguration(is_client=True, alpn_protocols=["mqtt"],
+                                      server_name="localhost", verify_mode=ssl.CERT_REQUIRED)
+    configuration.load_verify_locations(cafile=str(certs.ca_file))
+    return configuration
+
+
+async def test_gateway_issues_and_honours_0rtt_tickets(gateway: Any, certs: CertificateFiles) -> None:
+    tickets: list[SessionTicket] = []
+    async with quic_connect("127.0.0.1", gateway.quic_port, configuration=raw_configuration(certs),
+                            create_protocol=RawQuic, session_ticket_handler=tickets.append) as raw:
+        assert isinstance(raw, RawQuic)
+        raw.write(0, codec.encode(Connect("zero-rtt-1")))
+        await raw.packets(0, 1)
+    assert tickets and tickets[-1].max_early_data_size == 0xFFFFFFFF
+    configuration = raw_configuration(certs)
+    configuration.session_ticket = tickets[-1]
+    async with quic_connect("127.0.0.1", gateway.quic_port, configuration=configuration,
+                            create_protocol=RawQuic, wait_connected=False) as raw:
+        assert isinstance(raw, RawQuic)
+        # CONNECT in the first flight, as 0-RTT data.
+        raw.write(0, codec.encode(Connect("zero-rtt-2")))
+        assert await raw.packets(0, 1) == [Connack(False, 0)]
+        assert raw.handshake is not None
+        assert raw.handshake.session_resumed and raw.handshake.early_data_accepted
+
+
+async def test_gateway_bounds_what_a_stream_may_buffer(mosquitto: Mosquitto,
+                                                       certs: CertificateFiles) -> None:
+    from mqttquic.gateway import Gateway
+
+    from .conftest import gateway_config
+
+    config = gateway_config(mosquitto, certs)
+    config.max_buffer = 1000
+    async with Gateway(config) as gw:
+        async with quic_connect("127.0.0.1", gw.quic_port, configuration=raw_configuration(certs),
+                                create_protocol=RawQuic) as raw:
+            assert isinstance(raw, RawQuic)
+            # A data stream with no CONNECT on the control stream waits; past 1000 bytes
+            # the gateway resets it instead of buffering without end.
+            raw.write(4, codec.encode(Publish("t", bytes(600))))
+            await asyncio.sleep(0.2)
+            assert raw.resets == []
+            raw.write(4, codec.encode(Publish("t", bytes(600))))
+            for _ in range(50):
+                if raw.resets:
+                    break
+                await asyncio.sleep(0.05)
+            assert raw.resets == [4]
