@@ -149,7 +149,7 @@ def encode_publish(str topic not None, payload, int qos=0, packet_id=None, bint 
                    bint dup=False, dict properties=None, int protocol_version=4):
     """Encode a PUBLISH from its fields."""
     global _last_topic, _last_topic_p, _last_topic_n
-    cdef const char* topic_p
+    cdef const char* topic_p = NULL
     cdef Py_ssize_t topic_n, payload_n, body_n, total
     cdef const unsigned char[::1] payload_view
     cdef const char* payload_p

@@ -19,8 +19,10 @@ def _copy_source(dest: Path) -> None:
 
 
 def _build(dest: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # The suite's own run may set MQTTQUIC_NO_EXTENSIONS; each build here says what it wants.
+    base = {k: v for k, v in os.environ.items() if k != "MQTTQUIC_NO_EXTENSIONS"}
     return subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest,
-                          env=dict(os.environ, **env), capture_output=True, text=True, timeout=300)
+                          env=dict(base, **env), capture_output=True, text=True, timeout=300)
 
 
 def _implementation(dest: Path, **env: str) -> str:
