@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py
-	$(BIN)/python -m pip install -q "setuptools>=77" "Cython>=3.0" wheel
+	$(BIN)/python -m pip install -q "setuptools>=77" "Cython>=3.0"
 	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,demo]"
 	rm -f $(VENV)/.installed-*
 	touch $@
