@@ -1,0 +1,148 @@
+"""TLS session tickets on disk, for 0-RTT reconnects.
+
+One JSON file holds one entry per ``host:port:server_name``. Each ticket is
+stored as explicit fields (bytes in base64, times in ISO 8601): no pickle, so a
+tampered file cannot run code. Writes are atomic (a temporary file renamed over
+the old one) with mode 0600. An expired entry is ignored; a corrupt or
+unreadable file is logged and replaced, never fatal: the next connection simply
+does a full handshake.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aioquic.tls import SessionTicket
+
+__all__ = ["TicketStore"]
+
+logger = logging.getLogger("mqttquic.tickets")
+
+_VERSION = 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def ticket_to_dict(ticket: SessionTicket) -> dict[str, Any]:
+    return {
+        "age_add": ticket.age_add,
+        "cipher_suite": int(ticket.cipher_suite),
+        "not_valid_after": ticket.not_valid_after.isoformat(),
+        "not_valid_before": ticket.not_valid_before.isoformat(),
+        "resumption_secret": _b64(ticket.resumption_secret),
+        "server_name": ticket.server_name,
+        "ticket": _b64(ticket.ticket),
+        "max_early_data_size": ticket.max_early_data_size,
+        "other_extensions": [[kind, _b64(value)] for kind, value in ticket.other_extensions],
+    }
+
+
+def ticket_from_dict(data: dict[str, Any]) -> SessionTicket:
+    from aioquic.tls import CipherSuite, SessionTicket
+
+    return SessionTicket(
+        age_add=int(data["age_add"]),
+        cipher_suite=CipherSuite(int(data["cipher_suite"])),
+        not_valid_after=datetime.datetime.fromisoformat(data["not_valid_after"]),
+        not_valid_before=datetime.datetime.fromisoformat(data["not_valid_before"]),
+        resumption_secret=_unb64(data["resumption_secret"]),
+        server_name=str(data["server_name"]),
+        ticket=_unb64(data["ticket"]),
+        max_early_data_size=data["max_early_data_size"],
+        other_extensions=[(int(kind), _unb64(value)) for kind, value in data["other_extensions"]],
+    )
+
+
+class TicketStore:
+    """The ticket file of a ConnectionConfig (``session_ticket_file``)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser()
+
+    @staticmethod
+    def key(host: str, port: int, server_name: str) -> str:
+        return f"{host}:{port}:{server_name}"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            logger.warning("cannot read session ticket file %s (%s): full handshake", self.path, exc)
+            return {}
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != _VERSION:
+                raise ValueError("not a mqttquic ticket file")
+            entries = data["tickets"]
+            if not isinstance(entries, dict):
+                raise ValueError("'tickets' is not an object")
+            return entries
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("session ticket file %s is corrupt (%s): it will be replaced", self.path,
+                           exc)
+            return {}
+
+    def load(self, key: str) -> SessionTicket | None:
+        """The stored ticket for ``key``, if it is there, readable and not expired."""
+        entry = self._read().get(key)
+        if entry is None:
+            return None
+        try:
+            ticket = ticket_from_dict(entry)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("session ticket for %s is corrupt (%s): full handshake", key, exc)
+            return None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if ticket.not_valid_after <= now:
+            logger.info("session ticket for %s expired at %s: full handshake", key,
+                        ticket.not_valid_after.isoformat())
+            return None
+        return ticket
+
+    def save(self, key: str, ticket: SessionTicket) -> None:
+        """Store ``ticket`` for ``key`` (atomically, mode 0600); expired entries are dropped."""
+        entries = self._read()
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for other, entry in list(entries.items()):
+            try:
+                if datetime.datetime.fromisoformat(entry["not_valid_after"]) <= now:
+                    del entries[other]
+            except (KeyError, TypeError, ValueError):
+                del entries[other]
+        entries[key] = ticket_to_dict(ticket)
+        payload = json.dumps({"version": _VERSION, "tickets": entries}, indent=1, sort_keys=True)
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
+            try:
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
+        except OSError as exc:
+            logger.warning("cannot write session ticket file %s: %s", self.path, exc)
+
