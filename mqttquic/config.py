@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 __all__ = ["TransportType", "ConnectionConfig", "ConnectionStats"]
@@ -39,9 +41,22 @@ class ConnectionConfig:
     multi_stream: bool = True  # False: everything on the control stream (single-stream mode)
     max_streams: int = 4  # data streams per connection; EMQX allows 10 streams in all
     session_ticket_file: str = ".mqtt_session_ticket"
+    zero_rtt: bool = True  # resume TLS with a stored ticket and send CONNECT as 0-RTT data
     max_packet_size: int = 268_435_460
+    transport: str = "auto"  # "auto": QUIC first, TCP+TLS fallback; "quic" or "tcp" only
+    head_start: float = 0.25  # seconds QUIC has before TCP+TLS starts too
+    quic_probe_interval: float = 30.0  # while on TCP, try QUIC again this often (0: never)
+    tls_version: str | None = None  # minimum TLS version for TCP ("1.2" or "1.3")
+    reconnect: bool = True  # reconnect by itself after an unexpected loss
+    reconnect_min_delay: float = 0.5  # backoff: exponential from here, with full jitter
+    reconnect_max_delay: float = 30.0
+    max_offline_queue: int = 1000  # publishes that may wait while disconnected
 
     def __post_init__(self) -> None:
+        if self.transport not in ("auto", "quic", "tcp"):
+            raise ValueError(f"transport must be 'auto', 'quic' or 'tcp', not {self.transport!r}")
+        if self.tls_version not in (None, "1.2", "1.3"):
+            raise ValueError(f"tls_version must be '1.2' or '1.3', not {self.tls_version!r}")
         if self.protocol_version not in (4, 5):
             raise ValueError(f"protocol_version must be 4 (MQTT 3.1.1) or 5, not {self.protocol_version!r}")
         if not 1 <= self.max_streams <= 9:
@@ -60,6 +75,93 @@ class ConnectionConfig:
 
     def ticket_path(self) -> str:
         return os.path.expanduser(self.session_ticket_file)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ConnectionConfig:
+        """Read a JSON config: this class's fields (``mqtt-quic-config.example.json``), or the
+        credential bundle IoT platforms ship as ``mqtt-quic-config.json``.
+
+        Relative file paths are resolved against the file's folder; an unknown key is a
+        ValueError that names it."""
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source}: not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: the top level must be a JSON object")
+        folder = source.resolve().parent
+        if _BUNDLE_KEYS & data.keys():
+            settings = _from_bundle(data, source)
+        else:
+            data.pop("$comment", None)
+            known = {f.name for f in fields(cls)}
+            for key in data:
+                if key not in known:
+                    raise ValueError(f"{source}: unknown key {key!r}")
+            settings = dict(data)
+        for key in ("ca_file", "certfile", "keyfile", "session_ticket_file"):
+            value = settings.get(key)
+            if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+                settings[key] = str(folder / value)
+        return cls(**settings)
+
+
+# Keys that only the platform bundle shape has.
+_BUNDLE_KEYS = {"port", "tls", "auth", "connection"}
+_BUNDLE_SECTIONS: dict[str, set[str]] = {
+    "": {"host", "port", "transport", "tls", "auth", "connection", "device_id", "client_id",
+         "$comment"},
+    "tls": {"version", "ca_file", "verify_server", "cert_file", "key_file", "server_name"},
+    "auth": {"username", "password"},
+    "connection": {"keepalive", "clean_session", "connect_timeout"},
+}
+_BUNDLE_TRANSPORTS = {"quic": "auto", "tcp": "tcp", "tls": "tcp", "tcp_tls": "tcp", "mqtts": "tcp",
+                      "ssl": "tcp"}
+
+
+def _from_bundle(data: dict[str, Any], source: Path) -> dict[str, Any]:
+    for section, allowed in _BUNDLE_SECTIONS.items():
+        block = data if not section else data.get(section, {})
+        if not isinstance(block, dict):
+            raise ValueError(f"{source}: {section!r} must be an object")
+        for key in block:
+            if key not in allowed:
+                name = f"{section}.{key}" if section else key
+                raise ValueError(f"{source}: unknown key {name!r}")
+    transport = str(data.get("transport", "quic")).lower()
+    if transport not in _BUNDLE_TRANSPORTS:
+        raise ValueError(f"{source}: unknown transport {transport!r}")
+    settings: dict[str, Any] = {"transport": _BUNDLE_TRANSPORTS[transport]}
+    for key in ("host", "device_id", "client_id"):
+        if key in data:
+            settings[key] = data[key]
+    if "port" in data:
+        settings["quic_port" if transport == "quic" else "tcp_port"] = int(data["port"])
+    tls = data.get("tls", {})
+    if "version" in tls:
+        version = str(tls["version"]).replace("TLSv", "").replace("tlsv", "")
+        settings["tls_version"] = version
+    if "ca_file" in tls:
+        settings["ca_file"] = tls["ca_file"]
+    if "verify_server" in tls:
+        settings["insecure"] = not bool(tls["verify_server"])
+    for ours, theirs in (("certfile", "cert_file"), ("keyfile", "key_file"),
+                         ("server_name", "server_name")):
+        if theirs in tls:
+            settings[ours] = tls[theirs]
+    auth = data.get("auth", {})
+    for key in ("username", "password"):
+        if key in auth:
+            settings[key] = auth[key]
+    connection = data.get("connection", {})
+    if "keepalive" in connection:
+        settings["keepalive"] = int(connection["keepalive"])
+    if "clean_session" in connection:
+        settings["clean_start"] = bool(connection["clean_session"])
+    if "connect_timeout" in connection:
+        settings["connect_timeout"] = float(connection["connect_timeout"])
+    return settings
 
 
 @dataclass
