@@ -1,20 +1,31 @@
-"""The asyncio MQTT client: ``async with Client(config) as client:``."""
+"""The asyncio MQTT client: ``async with Client(config) as client:``.
+
+Connection policy: QUIC first; if it has not completed after a short head start,
+TCP+TLS (paho-mqtt) races it and the first CONNACK wins. While on TCP, QUIC is
+probed in the background and the client moves back when it works. After an
+unexpected loss the client reconnects with exponential backoff and full jitter,
+restores its subscriptions and resends what was not acknowledged; publishes
+made meanwhile wait in a bounded queue.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from types import ModuleType
 from typing import Any, Union
 
 from .codec import Subscription, Will
 from .config import ConnectionConfig, ConnectionStats, TransportType
-from .errors import ConnectError
+from .errors import ConnectError, ConnectionRefused, MQTTQUICError
 from .message import Message, payload_bytes
-from .transports.base import Transport
+from .tickets import TicketStore
+from .transports.base import PublishFailed, Transport
 
-__all__ = ["Client", "MQTTQUICAdvancedClient"]
+__all__ = ["Client", "MQTTQUICAdvancedClient", "OfflineQueueFull"]
 
 logger = logging.getLogger("mqttquic.client")
 
@@ -22,9 +33,17 @@ SubscribeArg = Union[str, Subscription, tuple[str, int], Iterable[Union[str, Sub
 
 _CLOSED = object()  # ends messages() iterators
 
+# CONNACK codes that another attempt cannot fix: credentials, authorization, bans, version.
+_FATAL_V311 = {1, 2, 4, 5}
+_FATAL_V5 = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
+
+
+class OfflineQueueFull(MQTTQUICError):
+    """Too many publishes are already waiting for the connection to come back."""
+
 
 class Client:
-    """MQTT over QUIC (aioquic), with the seed's names.
+    """MQTT over QUIC with TCP+TLS fallback, with the seed's names.
 
     >>> async with Client(ConnectionConfig(host="broker", device_id="dev1")) as client:
     ...     await client.subscribe("device/dev1/commands/#", qos=1)
@@ -46,15 +65,26 @@ class Client:
         self.will = will
         self.connect_properties = connect_properties
         self.stats = ConnectionStats()
+        # One entry per connect: transport, seconds to CONNACK, resumed, 0-RTT.
+        self.connect_history: list[dict[str, Any]] = []
         self._transport: Transport | None = None
         # Messages wait here from the moment of connecting until messages() takes them,
         # so none is lost between subscribe() and the start of iteration.
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self.max_queued_messages = max_queued_messages
         self.messages_dropped = 0
-        self._connect_lock = asyncio.Lock()
+        self._subscriptions: dict[str, Subscription] = {}
+        self._up = asyncio.Event()  # set while a transport is connected (or when closed/failed)
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self._ever_connected = False
+        self._offline_waiting = 0
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
+        self._warned_no_aioquic = False
 
-    # --- connecting ------------------------------------------------------------------
+    # --- connecting -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -64,25 +94,117 @@ class Client:
         await self.disconnect()
 
     async def connect(self) -> bool:
-        """Connect over QUIC. Returns True; raises ConnectionRefused or ConnectError."""
-        await self.connect_quic()
+        """Connect: QUIC first, TCP+TLS when QUIC is slow or blocked (``config.transport``).
+
+        Returns True. Raises ConnectionRefused when the broker refuses (no retry: the
+        same credentials would be refused again) and ConnectError naming each
+        transport's cause when none connects."""
+        self._closed = False
+        self._fatal = None
+        transport = await self._open()
+        self._attach(transport)
         return True
 
     async def connect_quic(self) -> None:
-        """MQTT over QUIC to ``host:quic_port`` (UDP, ALPN "mqtt")."""
-        from .transports.quic import connect_quic  # aioquic is imported only when used
+        """MQTT over QUIC only (UDP ``quic_port``, ALPN "mqtt")."""
+        self._attach(await self._open_quic())
 
-        async with self._connect_lock:
-            if self._transport is not None and self._transport.is_connected:
-                return
-            transport = await connect_quic(self.config, will=self.will,
-                                           properties=self.connect_properties)
-            self._attach(transport)
+    async def connect_tcp_fallback(self) -> None:
+        """MQTT over TCP+TLS only, through paho-mqtt (``tcp_port``)."""
+        self._attach(await self._open_tcp())
+
+    def _quic_module(self) -> ModuleType | None:
+        try:
+            from .transports import quic
+        except ImportError as exc:
+            if not self._warned_no_aioquic:
+                logger.warning("aioquic is not installed (%s): MQTT over TCP+TLS only;"
+                               " pip install aioquic for QUIC", exc)
+                self._warned_no_aioquic = True
+            return None
+        return quic
+
+    async def _open(self) -> Transport:
+        mode = self.config.transport
+        if mode == "tcp":
+            return await self._open_tcp()
+        if self._quic_module() is None:
+            if mode == "quic":
+                raise ConnectError("transport 'quic' needs aioquic, which is not installed")
+            return await self._open_tcp()
+        if mode == "quic":
+            return await self._open_quic()
+        return await self._race()
+
+    async def _open_quic(self) -> Transport:
+        quic = self._quic_module()
+        if quic is None:
+            raise ConnectError("MQTT over QUIC needs aioquic, which is not installed")
+        config = self.config
+        ticket = None
+        handler = None
+        if self._tickets is not None:
+            tickets = self._tickets
+            key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host)
+            ticket = tickets.load(key)
+            handler = lambda new_ticket: tickets.save(key, new_ticket)  # noqa: E731
+        transport: Transport = await quic.connect_quic(
+            config, will=self.will, properties=self.connect_properties, session_ticket=ticket,
+            ticket_handler=handler)
+        return transport
+
+    async def _open_tcp(self) -> Transport:
+        from .transports.tcp import connect_tcp  # paho-mqtt is imported only when used
+
+        return await connect_tcp(self.config, will=self.will, properties=self.connect_properties)
+
+    async def _race(self) -> Transport:
+        """QUIC, joined by TCP+TLS after the head start; the first CONNACK wins."""
+        config = self.config
+        quic = asyncio.ensure_future(self._open_quic())
+        done, _ = await asyncio.wait({quic}, timeout=config.head_start)
+        if done:
+            exc = quic.exception()
+            if exc is None:
+                return quic.result()
+            if isinstance(exc, ConnectionRefused):
+                raise exc
+            logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
+            try:
+                return await self._open_tcp()
+            except ConnectionRefused:
+                raise
+            except ConnectError as tcp_exc:
+                raise ConnectError(f"both transports failed: QUIC: {exc}; TCP+TLS: {tcp_exc}") from None
+        logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", config.head_start * 1000)
+        tcp = asyncio.ensure_future(self._open_tcp())
+        names = {quic: "QUIC", tcp: "TCP+TLS"}
+        errors: dict[str, BaseException] = {}
+        pending = {quic, tcp}
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    for other in pending:
+                        other.cancel()
+                    if task is tcp:
+                        why = errors.get("QUIC") or f"no QUIC handshake within {config.head_start} s"
+                        logger.warning("using TCP+TLS, not QUIC: %s", why)
+                    return task.result()
+                if isinstance(exc, ConnectionRefused):
+                    for other in pending:
+                        other.cancel()
+                    raise exc
+                errors[names[task]] = exc
+        raise ConnectError(f"both transports failed: QUIC: {errors.get('QUIC')};"
+                           f" TCP+TLS: {errors.get('TCP+TLS')}")
 
     def _attach(self, transport: Transport) -> None:
         transport.on_message = self._deliver
-        transport.on_lost = self._lost
+        transport.on_lost = lambda exc: self._lost(transport, exc)
         self._transport = transport
+        self._ever_connected = True
         stats = self.stats
         stats.transport = transport.transport_type
         stats.connected = True
@@ -90,43 +212,173 @@ class Client:
         stats.session_resumed = transport.session_resumed
         stats.zero_rtt_used = transport.zero_rtt_used
         stats.last_activity = time.time()
+        self.connect_history.append({
+            "transport": transport.transport_type.value, "connect_time": transport.connect_time,
+            "session_resumed": transport.session_resumed, "zero_rtt_used": transport.zero_rtt_used})
+        self._up.set()
+        if (transport.transport_type is TransportType.TCP_TLS and self.config.transport == "auto"
+                and self.config.quic_probe_interval > 0 and self._probing is None):
+            self._probing = asyncio.ensure_future(self._probe_quic())
 
-    def _lost(self, exc: BaseException) -> None:
+    # --- losing and regaining the connection ------------------------------------------------------
+
+    def _lost(self, transport: Transport, exc: BaseException) -> None:
+        if transport is not self._transport or self._closed:
+            return
         self.stats.connected = False
-        logger.warning("connection lost: %s", exc)
+        self._up.clear()
+        if self.config.reconnect and self._reconnecting is None:
+            logger.warning("connection lost (%s): reconnecting", exc)
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+        elif not self.config.reconnect:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """No more connections: wake everything that waits, with ``exc``."""
+        self._fatal = exc
+        self.stats.connected = False
+        self._up.set()
         self._queue.put_nowait(exc)
 
+    async def _reconnect(self) -> None:
+        config = self.config
+        attempt = 0
+        try:
+            while not self._closed:
+                ceiling = min(config.reconnect_max_delay, config.reconnect_min_delay * 2 ** attempt)
+                await asyncio.sleep(random.uniform(0, ceiling))  # full jitter
+                attempt += 1
+                try:
+                    transport = await self._open()
+                except ConnectionRefused as exc:
+                    fatal = _FATAL_V5 if config.protocol_version == 5 else _FATAL_V311
+                    if exc.reason_code in fatal:
+                        logger.error("reconnect refused for good: %s", exc)
+                        self._fail(exc)
+                        return
+                    logger.warning("reconnect attempt %d refused: %s", attempt, exc)
+                    continue
+                except ConnectError as exc:
+                    logger.warning("reconnect attempt %d failed: %s", attempt, exc)
+                    continue
+                if self._closed:
+                    await transport.disconnect()
+                    return
+                self.stats.reconnect_count += 1
+                self._attach(transport)
+                logger.info("reconnected over %s after %d attempt(s)",
+                            transport.transport_type.value, attempt)
+                await self._restore_subscriptions(transport)
+                return
+        finally:
+            self._reconnecting = None
+
+    async def _restore_subscriptions(self, transport: Transport) -> None:
+        if not self._subscriptions:
+            return
+        try:
+            codes = await transport.subscribe(list(self._subscriptions.values()))
+            logger.info("restored %d subscriptions (codes %s)", len(codes), codes)
+        except MQTTQUICError as exc:
+            logger.warning("restoring subscriptions failed: %s", exc)
+
+    async def _probe_quic(self) -> None:
+        """While on TCP+TLS, try QUIC now and then; move over when it works."""
+        try:
+            while not self._closed:
+                await asyncio.sleep(self.config.quic_probe_interval)
+                current = self._transport
+                if current is None or current.transport_type is TransportType.QUIC:
+                    return
+                if not current.is_connected:
+                    continue
+                try:
+                    quic = await self._open_quic()
+                except MQTTQUICError as exc:
+                    logger.debug("QUIC probe failed: %s", exc)
+                    continue
+                if self._closed or self._transport is not current:
+                    await quic.disconnect()
+                    continue
+                logger.info("QUIC works again: moving from TCP+TLS to QUIC")
+                await self._restore_subscriptions(quic)
+                # Subscribed on QUIC before TCP goes: nothing falls between the two.
+                self._attach(quic)
+                # Publishes still in flight on TCP fail over to QUIC (publish() retries).
+                await current.disconnect()
+                return
+        finally:
+            self._probing = None
+
     async def disconnect(self) -> None:
-        """Send DISCONNECT and close. Iterators of messages() end."""
+        """Send DISCONNECT and close; stop reconnecting. Iterators of messages() end."""
+        self._closed = True
+        for task in (self._reconnecting, self._probing):
+            if task is not None:
+                task.cancel()
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.disconnect()
         self.stats.connected = False
+        self._up.set()
         self._queue.put_nowait(_CLOSED)
 
     @property
     def is_connected(self) -> bool:
         return self._transport is not None and self._transport.is_connected
 
-    def _require(self) -> Transport:
-        if self._transport is None or not self._transport.is_connected:
-            raise ConnectError("not connected")
-        return self._transport
+    async def _ready(self) -> Transport:
+        """The connected transport; while reconnecting, wait (bounded queue) for it."""
+        while True:
+            if self._fatal is not None:
+                raise ConnectError(f"connection failed for good: {self._fatal}") from self._fatal
+            if self._closed:
+                raise ConnectError("the client is disconnected")
+            transport = self._transport
+            if transport is not None and transport.is_connected:
+                return transport
+            if not (self.config.reconnect and self._ever_connected):
+                raise ConnectError("not connected")
+            if self._offline_waiting >= self.config.max_offline_queue:
+                raise OfflineQueueFull(
+                    f"{self._offline_waiting} publishes already wait for the connection"
+                    f" (max_offline_queue={self.config.max_offline_queue})")
+            self._offline_waiting += 1
+            try:
+                await self._up.wait()
+            finally:
+                self._offline_waiting -= 1
 
-    # --- publishing -----------------------------------------------------------------------
+    # --- publishing -------------------------------------------------------------------------------
 
     async def publish(self, topic: str, payload: Any = b"", qos: int = 0, retain: bool = False,
                       properties: dict[str, Any] | None = None) -> None:
         """Publish; returns when sent (QoS 0) or acknowledged (QoS 1 and 2).
 
-        ``payload`` may be bytes, str (UTF-8) or a JSON-serialisable dict/list."""
+        ``payload`` may be bytes, str (UTF-8) or a JSON-serialisable dict/list. While the
+        client reconnects, the publish waits; a QoS 1/2 publish cut off by a lost
+        connection is sent again on the next one (at least once)."""
         data = payload_bytes(payload)
-        await self._require().publish(topic, data, qos, retain, properties)
+        while True:
+            transport = await self._ready()
+            try:
+                await transport.publish(topic, data, qos, retain, properties)
+                break
+            except PublishFailed:
+                raise
+            except ConnectError:
+                if (transport.is_connected or not self.config.reconnect or self._closed
+                        or self._fatal is not None):
+                    # The connection is fine (the server reset the stream), or no new one
+                    # is coming: report it rather than retry.
+                    raise
+                logger.info("publish to %r cut off by the connection: sending it again", topic)
         self.stats.messages_sent += 1
         self.stats.last_activity = time.time()
 
     async def publish_parallel(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
-        """Publish concurrently, each topic on its own QUIC stream (no head-of-line blocking).
+        """Publish concurrently: on QUIC each topic on its own stream (no head-of-line
+        blocking); on TCP pipelined on the one connection, all acks awaited together.
 
         ``messages``: ``{"topic": ..., "payload": ..., "qos": 0, "retain": False}`` each.
         Returns ``{topic: True}`` where the publish completed, False where it failed."""
@@ -144,26 +396,33 @@ class Client:
         outcomes = await asyncio.gather(*(one(item) for item in items))
         return {item["topic"]: ok for item, ok in zip(items, outcomes)}
 
-    # --- subscribing -----------------------------------------------------------------------
+    # --- subscribing --------------------------------------------------------------------------
 
     async def subscribe(self, topic: SubscribeArg, qos: int = 0,
                         properties: dict[str, Any] | None = None) -> list[int]:
         """Subscribe to a filter or a list of them (str, (filter, qos) or Subscription).
 
-        Returns the granted QoS (or MQTT 5 reason code) of each, in order."""
+        Returns the granted QoS (or MQTT 5 reason code) of each, in order. Granted
+        subscriptions are restored after every reconnect."""
         subscriptions = _subscriptions(topic, qos)
-        return await self._require().subscribe(subscriptions, properties)
+        codes = await (await self._ready()).subscribe(subscriptions, properties)
+        for subscription, code in zip(subscriptions, codes):
+            if code < 0x80:
+                self._subscriptions[subscription.topic_filter] = subscription
+        return codes
 
     async def unsubscribe(self, topic: str | Iterable[str],
                           properties: dict[str, Any] | None = None) -> list[int]:
         filters = [topic] if isinstance(topic, str) else list(topic)
-        return await self._require().unsubscribe(filters, properties)
+        for topic_filter in filters:
+            self._subscriptions.pop(topic_filter, None)
+        return await (await self._ready()).unsubscribe(filters, properties)
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages, in arrival order, from the moment of connecting.
 
-        Ends after disconnect(); raises ConnectError when the connection is lost.
-        Iterators share one queue: each message goes to one of them."""
+        Reconnects do not interrupt it. Ends after disconnect(); raises when the
+        connection is lost for good. Iterators share one queue."""
         while True:
             item = await self._queue.get()
             if item is _CLOSED:
@@ -191,7 +450,7 @@ class Client:
             except Exception:
                 logger.exception("on_message callback failed for %r", message.topic)
 
-    # --- statistics ------------------------------------------------------------------------
+    # --- statistics ---------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
         """The seed's statistics plus bytes, RTT and open streams, as a dict."""
@@ -204,6 +463,7 @@ class Client:
             stats.rtt_ms = transport.rtt_ms
             stats.streams_open = transport.streams_open
         else:
+            stats.connected = False
             stats.streams_open = 0
         return stats.as_dict()
 
@@ -213,7 +473,12 @@ class Client:
 
 
 def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:
-    items: list[Any] = [topic] if isinstance(topic, (str, Subscription, tuple)) else list(topic)
+    if isinstance(topic, tuple) and len(topic) == 2 and isinstance(topic[1], int):
+        items: list[Any] = [topic]
+    elif isinstance(topic, (str, Subscription)):
+        items = [topic]
+    else:
+        items = list(topic)
     out = []
     for item in items:
         if isinstance(item, Subscription):

@@ -225,8 +225,11 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
 
     def abort(self) -> None:
         self._closing = True
+        self._cancel_timer()
         self.close(reason_phrase="closed by the client")
         self._fail_waiters(ConnectError("connection closed"))
+        if self._transport is not None:
+            self._transport.close()
 
     async def _close_quic(self) -> None:
         self._cancel_timer()
@@ -408,9 +411,12 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         protocol_box.append(protocol)
         return protocol
 
+    # With a ticket, CONNECT goes out in the first flight as 0-RTT data. Nothing else can:
+    # publishing waits for CONNACK, which comes after the handshake. (0-RTT data can be
+    # replayed by an attacker; CONNECT is the one packet that is safe to repeat.)
     context = quic_connect(config.host, config.quic_port, configuration=configuration,
                            create_protocol=create_protocol, session_ticket_handler=ticket_handler,
-                           wait_connected=True)
+                           wait_connected=session_ticket is None)
     where = f"{config.host}:{config.quic_port}"
 
     async def establish() -> tuple[MQTTQuicAdvancedProtocol, ev.Event]:
@@ -422,6 +428,11 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
 
     try:
         protocol, result = await asyncio.wait_for(establish(), config.connect_timeout)
+    except asyncio.CancelledError:
+        # Lost a race (the TCP+TLS fallback won): drop the half-open connection.
+        if protocol_box:
+            protocol_box[0].abort()
+        raise
     except (asyncio.TimeoutError, TimeoutError):
         await _abandon(protocol_box, context)
         raise ConnectError(f"QUIC connect to {where} timed out after {config.connect_timeout} s"

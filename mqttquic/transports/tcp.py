@@ -1,0 +1,348 @@
+"""MQTT over TCP+TLS with paho-mqtt 2.x, driven by the asyncio loop.
+
+paho's socket callbacks hand its socket to ``loop.add_reader``/``add_writer``
+(as aiomqtt does); only the blocking TCP+TLS connect runs in a worker thread.
+The transport offers what the QUIC one offers: publish awaits the ack for QoS
+1 and 2, subscribe returns the granted QoS, messages go to the same queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ..codec import Subscription, Will
+from ..config import ConnectionConfig, TransportType
+from ..errors import ConnectError, ConnectionRefused
+from ..message import Message
+from .base import PublishFailed, Transport
+
+__all__ = ["PahoTransport", "connect_tcp", "tls_context"]
+
+logger = logging.getLogger("mqttquic.tcp")
+
+
+class _NamedContext(ssl.SSLContext):
+    """An SSLContext that checks ``server_name`` instead of the host paho dials."""
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock: Any, server_side: bool = False,  # type: ignore[override]
+                    do_handshake_on_connect: bool = True, suppress_ragged_eofs: bool = True,
+                    server_hostname: str | None = None, session: Any = None) -> ssl.SSLSocket:
+        return super().wrap_socket(sock, server_side, do_handshake_on_connect,
+                                   suppress_ragged_eofs, self.server_name or server_hostname,
+                                   session)
+
+
+def tls_context(config: ConnectionConfig) -> ssl.SSLContext:
+    context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = config.server_name
+    if config.tls_version == "1.3":
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif config.ca_file:
+        context.load_verify_locations(cafile=config.ca_file)
+    else:
+        context.load_default_certs()
+    if config.certfile:
+        context.load_cert_chain(config.certfile, config.keyfile)
+    return context
+
+
+def _properties(packet_type: int, values: dict[str, Any] | None) -> Properties | None:
+    """Our snake_case property dict as paho Properties."""
+    if not values:
+        return None
+    props = Properties(packet_type)  # type: ignore[no-untyped-call]
+    for name, value in values.items():
+        attribute = "".join(part.capitalize() for part in name.split("_"))
+        if name == "user_property":
+            value = list(value.items()) if isinstance(value, dict) else list(value)
+        setattr(props, attribute, value)
+    return props
+
+
+class PahoTransport(Transport):
+    """One paho-mqtt client on one TCP+TLS connection."""
+
+    transport_type = TransportType.TCP_TLS
+
+    def __init__(self, config: ConnectionConfig, will: Will | None = None,
+                 properties: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self._loop = asyncio.get_running_loop()
+        v5 = config.protocol_version == 5
+        client = paho.Client(CallbackAPIVersion.VERSION2,
+                             client_id=config.effective_client_id,
+                             clean_session=None if v5 else config.clean_start,
+                             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                             reconnect_on_failure=False)
+        client.tls_set_context(tls_context(config))
+        if config.insecure:
+            client.tls_insecure_set(True)
+        if config.username is not None:
+            client.username_pw_set(config.username, config.password)
+        if will is not None:
+            client.will_set(will.topic, will.payload, will.qos, will.retain,
+                            _properties(PacketTypes.WILLMESSAGE, will.properties))
+        client.max_inflight_messages_set(65535)
+        client.max_queued_messages_set(0)
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._register_write
+        client.on_socket_unregister_write = self._unregister_write
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        self._connect_properties = properties
+        self._connack: asyncio.Future[Any] = self._loop.create_future()
+        self._disconnected: asyncio.Future[None] = self._loop.create_future()
+        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._misc: asyncio.Task[None] | None = None
+        self._connected = False
+        self._closing = False
+        self._bytes_sent = 0
+        self._bytes_received = 0
+        self._count_bytes()
+
+    def _count_bytes(self) -> None:
+        # paho reads and writes through these two methods: count MQTT bytes there.
+        recv, send = self._client._sock_recv, self._client._sock_send
+
+        def counting_recv(size: int) -> bytes:
+            data = recv(size)
+            self._bytes_received += len(data)
+            return data
+
+        def counting_send(buf: bytes | bytearray) -> int:
+            sent = send(buf)
+            self._bytes_sent += sent
+            return sent
+
+        self._client._sock_recv = counting_recv  # type: ignore[method-assign,assignment]
+        self._client._sock_send = counting_send  # type: ignore[method-assign]
+
+    # --- paho's socket callbacks: these may run in the connect thread ---------------------------
+
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.call_soon_threadsafe(lambda: self._loop.add_reader(sock, client.loop_read))
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.call_soon_threadsafe(self._remove_socket, sock)
+
+    def _remove_socket(self, sock: Any) -> None:
+        if sock.fileno() >= 0:
+            self._loop.remove_reader(sock)
+            self._loop.remove_writer(sock)
+
+    def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.call_soon_threadsafe(lambda: self._loop.add_writer(sock, client.loop_write))
+
+    def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._loop.call_soon_threadsafe(self._loop.remove_writer, sock)
+
+    # --- paho's MQTT callbacks (event loop thread) -----------------------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                    properties: Any) -> None:
+        if not self._connack.done():
+            self._connack.set_result((reason, flags))
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode,
+                       properties: Any) -> None:
+        was_connected, self._connected = self._connected, False
+        error = ConnectError(f"TCP+TLS connection lost: {reason}")
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(error)
+        self._waiters.clear()
+        if not self._connack.done():
+            self._connack.set_exception(error)
+        if not self._disconnected.done():
+            self._disconnected.set_result(None)
+        if was_connected and not self._closing:
+            logger.warning("%s", error)
+            self.on_lost(error)
+
+    def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode,
+                    properties: Any) -> None:
+        future = self._waiters.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(reason.value if reason is not None else 0)
+
+    def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        future = self._waiters.pop(mid, None)
+        if future is not None and not future.done():
+            codes = reasons if isinstance(reasons, list) else [reasons]
+            future.set_result([code.value for code in codes])
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self.on_message(Message(message.topic, bytes(message.payload), message.qos,
+                                bool(message.retain), {}, 0))
+
+    # --- Transport ------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        config = self.config
+        started = time.monotonic()
+        where = f"{config.host}:{config.tcp_port}"
+        props = _properties(PacketTypes.CONNECT, self._connect_properties)
+        # TCP connect and TLS handshake block: a worker thread does them.
+        opening = self._loop.run_in_executor(None, lambda: self._client.connect(
+            config.host, config.tcp_port, config.keepalive,
+            clean_start=config.clean_start if config.protocol_version == 5
+            else paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props))
+        try:
+            await asyncio.wait_for(asyncio.shield(opening), config.connect_timeout)
+            reason, flags = await asyncio.wait_for(
+                self._connack, max(0.1, config.connect_timeout - (time.monotonic() - started)))
+        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError) as exc:
+            # The thread cannot be stopped: close what it opens once it is done.
+            opening.add_done_callback(lambda _: self.abort())
+            self.abort()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise ConnectError(f"TCP+TLS connect to {where} timed out after"
+                               f" {config.connect_timeout} s") from None
+        except ssl.SSLError as exc:
+            self.abort()
+            raise ConnectError(f"TCP+TLS connect to {where} failed: TLS: {exc}") from exc
+        except (OSError, ValueError) as exc:
+            self.abort()
+            raise ConnectError(f"TCP+TLS connect to {where} failed: {exc}") from exc
+        if reason.is_failure:
+            self.abort()
+            code = reason.value
+            raise ConnectionRefused(code, str(reason))
+        self._connected = True
+        self.session_present = bool(getattr(flags, "session_present", False))
+        self.connect_time = time.monotonic() - started
+        self._misc = asyncio.ensure_future(self._misc_loop())
+        logger.info("connected over TCP+TLS to %s in %.1f ms", where, self.connect_time * 1000)
+
+    async def _misc_loop(self) -> None:
+        # paho's keepalive and timeouts live in loop_misc(), called about once a second.
+        while self._connected:
+            await asyncio.sleep(1.0)
+            self._client.loop_misc()
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
+                      properties: dict[str, Any] | None = None) -> None:
+        if not self._connected:
+            raise ConnectError("not connected")
+        info = self._client.publish(topic, payload, qos, retain,
+                                    _properties(PacketTypes.PUBLISH, properties))
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        future = self._loop.create_future()
+        self._waiters[info.mid] = future
+        code: int = await future
+        if code >= 0x80:
+            raise PublishFailed(topic, code, str(ReasonCode(PacketTypes.PUBACK, identifier=code)))
+
+    async def subscribe(self, subscriptions: list[Subscription],
+                        properties: dict[str, Any] | None = None) -> list[int]:
+        if not self._connected:
+            raise ConnectError("not connected")
+        if self.config.protocol_version == 5:
+            topics: list[Any] = [(s.topic_filter, SubscribeOptions(
+                qos=s.qos, noLocal=s.no_local, retainAsPublished=s.retain_as_published,
+                retainHandling=s.retain_handling)) for s in subscriptions]
+        else:
+            topics = [(s.topic_filter, s.qos) for s in subscriptions]
+        result, mid = self._client.subscribe(topics,
+                                             properties=_properties(PacketTypes.SUBSCRIBE, properties))
+        if result != paho.MQTT_ERR_SUCCESS or mid is None:
+            raise ConnectError(f"subscribe failed: {paho.error_string(result)}")
+        future = self._loop.create_future()
+        self._waiters[mid] = future
+        codes: list[int] = await future
+        return codes
+
+    async def unsubscribe(self, topic_filters: list[str],
+                          properties: dict[str, Any] | None = None) -> list[int]:
+        if not self._connected:
+            raise ConnectError("not connected")
+        result, mid = self._client.unsubscribe(
+            topic_filters, properties=_properties(PacketTypes.UNSUBSCRIBE, properties))
+        if result != paho.MQTT_ERR_SUCCESS or mid is None:
+            raise ConnectError(f"unsubscribe failed: {paho.error_string(result)}")
+        future = self._loop.create_future()
+        self._waiters[mid] = future
+        codes: list[int] = await future
+        return codes
+
+    async def disconnect(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._connected:
+            self._client.disconnect()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._disconnected), 2.0)
+            except asyncio.TimeoutError:
+                self._client._sock_close()
+        self._stop()
+
+    def abort(self) -> None:
+        self._closing = True
+        sock = self._client.socket()
+        if sock is not None:
+            self._remove_socket(sock)
+        self._client._sock_close()
+        self._stop()
+
+    def _stop(self) -> None:
+        self._connected = False
+        if self._misc is not None:
+            self._misc.cancel()
+        error = ConnectError("connection closed")
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(error)
+        self._waiters.clear()
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected and not self._closing
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        return self._bytes_received
+
+
+async def connect_tcp(config: ConnectionConfig, *, will: Will | None = None,
+                      properties: dict[str, Any] | None = None) -> PahoTransport:
+    """MQTT over TCP+TLS to ``config.host:config.tcp_port`` through paho-mqtt."""
+    transport = PahoTransport(config, will, properties)
+    try:
+        await transport.connect()
+    except asyncio.CancelledError:
+        transport.abort()
+        raise
+    return transport
