@@ -49,7 +49,9 @@ async def _gateway(args: argparse.Namespace) -> int:
     from .gateway import Gateway, GatewayConfig
 
     up_host, up_port = _host_port(args.upstream, 1883)
-    quic_host, quic_port = _host_port(args.quic, 14567)
+    quic_host, quic_port = "127.0.0.1", None
+    if args.quic != "off":
+        quic_host, quic_port = _host_port(args.quic, 14567)
     tcp_host, tcp_port = _host_port(args.tcp, 8884) if args.tcp != "off" else ("", None)
     config = GatewayConfig(upstream_host=up_host, upstream_port=up_port, quic_host=quic_host,
                            quic_port=quic_port, tcp_host=tcp_host or "127.0.0.1",
@@ -61,7 +63,8 @@ async def _gateway(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with Gateway(config) as gateway:
-        print(f"MQTT over QUIC on udp/{quic_host}:{gateway.quic_port} -> {up_host}:{up_port}")
+        if gateway.quic_port:
+            print(f"MQTT over QUIC on udp/{quic_host}:{gateway.quic_port} -> {up_host}:{up_port}")
         if gateway.tcp_port:
             print(f"MQTT over TLS on tcp/{tcp_host}:{gateway.tcp_port} -> {up_host}:{up_port}")
         if gateway.ca_file:
@@ -107,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     gateway = commands.add_parser("gateway", help="MQTT-over-QUIC listener in front of a broker")
     gateway.add_argument("--upstream", default="127.0.0.1:1883", help="TCP broker, host:port")
-    gateway.add_argument("--quic", default="127.0.0.1:14567", help="QUIC listen address")
+    gateway.add_argument("--quic", default="127.0.0.1:14567", help="QUIC listen address, or off")
     gateway.add_argument("--tcp", default="127.0.0.1:8884", help="TLS TCP listen address, or off")
     gateway.add_argument("--cert", help="certificate (PEM); default: a generated one")
     gateway.add_argument("--key", help="private key (PEM)")

@@ -23,7 +23,7 @@ from .config import ConnectionConfig, ConnectionStats, TransportType
 from .errors import ConnectError, ConnectionRefused, MQTTQUICError
 from .message import Message, payload_bytes
 from .tickets import TicketStore
-from .transports.base import PublishFailed, Transport
+from .transports.base import PublishFailed, StreamRefused, Transport
 
 __all__ = ["Client", "MQTTQUICAdvancedClient", "OfflineQueueFull"]
 
@@ -359,20 +359,25 @@ class Client:
         client reconnects, the publish waits; a QoS 1/2 publish cut off by a lost
         connection is sent again on the next one (at least once)."""
         data = payload_bytes(payload)
+        stream_failures = 0
         while True:
             transport = await self._ready()
             try:
                 await transport.publish(topic, data, qos, retain, properties)
                 break
-            except PublishFailed:
+            except (PublishFailed, StreamRefused):
                 raise
             except ConnectError:
-                if (transport.is_connected or not self.config.reconnect or self._closed
-                        or self._fatal is not None):
-                    # The connection is fine (the server reset the stream), or no new one
-                    # is coming: report it rather than retry.
+                if not self.config.reconnect or self._closed or self._fatal is not None:
                     raise
-                logger.info("publish to %r cut off by the connection: sending it again", topic)
+                if transport.is_connected:
+                    # Only the stream ended (its upstream went away): a few tries on a new
+                    # stream, spaced out, while the connection itself decides its fate.
+                    stream_failures += 1
+                    if stream_failures > 5:
+                        raise
+                    await asyncio.sleep(0.05 * 2 ** stream_failures)
+                logger.info("publish to %r cut off: sending it again", topic)
         self.stats.messages_sent += 1
         self.stats.last_activity = time.time()
 

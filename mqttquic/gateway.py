@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from aioquic.quic.events import (
 )
 from aioquic.tls import SessionTicket
 
-from ._aio import read_packet
+from ._aio import quick_ack, read_packet
 from .certs import generate_certificates
 from .codec import Connack, Connect, StreamDecoder, decode_packet, encode
 from .errors import MalformedPacket
@@ -53,7 +52,7 @@ logger = logging.getLogger("mqttquic.gateway")
 ALPN = "mqtt"
 CONTROL_STREAM = 0
 # QUIC application error codes used when the gateway resets a stream.
-ERROR_TOO_MANY_STREAMS = 0x101
+ERROR_TOO_MANY_STREAMS = 0x101  # clients take this one as final (transports.base)
 ERROR_BUFFER_FULL = 0x102
 ERROR_UPSTREAM = 0x103
 
@@ -63,7 +62,7 @@ class GatewayConfig:
     upstream_host: str = "127.0.0.1"
     upstream_port: int = 1883
     quic_host: str = "127.0.0.1"
-    quic_port: int = 14567
+    quic_port: int | None = 14567  # None: no QUIC listener
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = 8884  # None: no TLS TCP listener
     cert_file: str | None = None  # None: a throwaway self-signed certificate
@@ -72,19 +71,6 @@ class GatewayConfig:
     max_buffer: int = 4 * 1024 * 1024  # per stream, either direction
     idle_timeout: float = 300.0
     upstream_timeout: float = 10.0
-
-
-def _quick_ack(sock: Any) -> None:
-    """Acknowledge the broker's bytes at once (Linux; the flag wears off, so per read).
-
-    A broker that leaves Nagle on (mosquitto's default) holds its second and later
-    PUBACKs until our ACK of the first arrives; with delayed ACKs that costs 40 ms
-    whenever a client has several publishes in flight and nothing else to send."""
-    if sock is not None and hasattr(socket, "TCP_QUICKACK"):
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        except OSError:
-            pass
 
 
 class _TicketStore:
@@ -147,7 +133,7 @@ class _StreamRelay:
             data = await reader.read(65536)
             if not data:
                 return
-            _quick_ack(sock)
+            quick_ack(sock)
             connection.send(self.stream_id, data)
             await connection.wait_for_room(self.stream_id)
 
@@ -348,6 +334,8 @@ class Gateway:
         self.quic_port = 0
         self.tcp_port = 0
         self.ca_file: str | None = None  # the CA of the generated certificate, if any
+        self.quic_connections = 0  # accepted since start
+        self.tcp_connections = 0
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -368,30 +356,33 @@ class Gateway:
 
     async def start(self) -> None:
         cert_file, key_file = self._certificate()
-        configuration = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
-                                          idle_timeout=self.config.idle_timeout)
-        configuration.load_cert_chain(cert_file, key_file)
-        factory: Callable[..., QuicConnectionProtocol] = partial(self._new_connection)
-        self._server = await serve(self.config.quic_host, self.config.quic_port,
-                                   configuration=configuration, create_protocol=factory,
-                                   session_ticket_fetcher=self._tickets.pop,
-                                   session_ticket_handler=self._tickets.add)
-        transport = self._server._transport
-        assert transport is not None
-        self.quic_port = transport.get_extra_info("sockname")[1]
+        if self.config.quic_port is not None:
+            configuration = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
+                                              idle_timeout=self.config.idle_timeout)
+            configuration.load_cert_chain(cert_file, key_file)
+            factory: Callable[..., QuicConnectionProtocol] = partial(self._new_connection)
+            self._server = await serve(self.config.quic_host, self.config.quic_port,
+                                       configuration=configuration, create_protocol=factory,
+                                       session_ticket_fetcher=self._tickets.pop,
+                                       session_ticket_handler=self._tickets.add)
+            transport = self._server._transport
+            assert transport is not None
+            self.quic_port = transport.get_extra_info("sockname")[1]
         if self.config.tcp_port is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(cert_file, key_file)
             self._tcp_server = await asyncio.start_server(
                 self._serve_tcp, self.config.tcp_host, self.config.tcp_port, ssl=context)
             self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
-        logger.info("gateway: QUIC on %s:%d, TLS TCP on %s, upstream %s:%d", self.config.quic_host,
-                    self.quic_port, f"{self.config.tcp_host}:{self.tcp_port}" if self._tcp_server
-                    else "off", self.config.upstream_host, self.config.upstream_port)
+        logger.info("gateway: QUIC on %s, TLS TCP on %s, upstream %s:%d",
+                    f"{self.config.quic_host}:{self.quic_port}" if self._server else "off",
+                    f"{self.config.tcp_host}:{self.tcp_port}" if self._tcp_server else "off",
+                    self.config.upstream_host, self.config.upstream_port)
 
     def _new_connection(self, *args: Any, **kwargs: Any) -> _GatewayConnection:
         connection = _GatewayConnection(*args, gateway=self, **kwargs)
         self._connections.add(connection)
+        self.quic_connections += 1
         return connection
 
     async def stop(self) -> None:
@@ -401,6 +392,9 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             self._server = None
+            # The UDP socket closes on a later loop turn; let it, so the port is free on return.
+            for _ in range(3):
+                await asyncio.sleep(0)
         if self._tcp_server is not None:
             self._tcp_server.close()
             for task in list(self._tcp_tasks):
@@ -421,6 +415,7 @@ class Gateway:
         task = asyncio.current_task()
         assert task is not None
         self._tcp_tasks.add(task)
+        self.tcp_connections += 1
         peer = writer.get_extra_info("peername")
         try:
             up_reader, up_writer = await asyncio.wait_for(
@@ -433,9 +428,11 @@ class Gateway:
             return
         logger.info("TLS TCP client %s relayed upstream", peer)
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       sock: Any = None) -> None:
             try:
                 while data := await src.read(65536):
+                    quick_ack(sock)
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -444,7 +441,12 @@ class Gateway:
                 dst.close()
 
         try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer),
+                                 pipe(up_reader, writer, up_writer.get_extra_info("socket")))
+        except asyncio.CancelledError:
+            # The gateway is stopping: this connection ends here, quietly.
+            writer.close()
+            up_writer.close()
         finally:
             self._tcp_tasks.discard(task)
 

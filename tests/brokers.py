@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,46 @@ class Mosquitto:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+class FaultyProxy:
+    """A TCP relay in front of a real broker that can slip bad bytes to its clients.
+
+    The broker's own answers (CONNACK included) pass through untouched; ``inject``
+    adds bytes on the way to the client, as a broken broker or network would."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._server: Any = None
+        self.client_writers: list[Any] = []
+
+    async def start(self) -> FaultyProxy:
+        import asyncio
+
+        async def handle(reader: Any, writer: Any) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            self.client_writers.append(writer)
+
+            async def pipe(src: Any, dst: Any) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                except (ConnectionError, OSError):
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def inject(self, data: bytes, connection: int = 0) -> None:
+        self.client_writers[connection].write(data)
+
+    async def stop(self) -> None:
+        self._server.close()
+        for writer in self.client_writers:
+            writer.close()

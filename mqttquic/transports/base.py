@@ -8,10 +8,14 @@ from typing import Any
 
 from ..codec import Subscription
 from ..config import TransportType
-from ..errors import MQTTQUICError
+from ..errors import ConnectError, MQTTQUICError
 from ..message import Message
 
-__all__ = ["Transport", "PublishFailed"]
+__all__ = ["Transport", "PublishFailed", "StreamRefused"]
+
+# QUIC application error code with which a server refuses a stream for good
+# (the gateway: more data streams than it allows).
+STREAM_LIMIT_ERROR = 0x101
 
 
 class PublishFailed(MQTTQUICError):
@@ -21,6 +25,10 @@ class PublishFailed(MQTTQUICError):
         self.topic = topic
         self.reason_code = reason_code
         super().__init__(f"publish to {topic!r} failed: {reason_name} (0x{reason_code:02X})")
+
+
+class StreamRefused(ConnectError):
+    """The server refused a QUIC data stream for good (too many streams): no retry."""
 
 
 class Transport(abc.ABC):

@@ -38,7 +38,7 @@ from ..errors import ConnectError, ConnectionRefused, MQTTQUICError
 from ..message import Message
 from ..reason_codes import reason_code_name
 from ..session import Session
-from .base import PublishFailed, Transport
+from .base import STREAM_LIMIT_ERROR, PublishFailed, StreamRefused, Transport
 
 __all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
 
@@ -104,7 +104,8 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             if event.end_stream and event.stream_id != self.control_stream:
                 self._stream_closed(event.stream_id, "the server finished the stream")
         elif isinstance(event, StreamReset):
-            self._stream_closed(event.stream_id, f"the server reset it (code {event.error_code})")
+            self._stream_closed(event.stream_id, f"the server reset it (code {event.error_code:#x})",
+                                event.error_code)
         elif isinstance(event, HandshakeCompleted):
             self.handshake = event
             self.session_resumed = event.session_resumed
@@ -358,7 +359,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._connack.set_exception(exc)
             self._connack.exception()
 
-    def _stream_closed(self, stream_id: int, why: str) -> None:
+    def _stream_closed(self, stream_id: int, why: str, error_code: int | None = None) -> None:
         if self.session is None or self._closing:
             return
         if stream_id == self.control_stream:
@@ -371,10 +372,11 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self.streams.pop(stream_id, None)
         for topic in [t for t, s in self._topic_streams.items() if s == stream_id]:
             del self._topic_streams[topic]
+        kind = StreamRefused if error_code == STREAM_LIMIT_ERROR else ConnectError
         for key in [k for k in self._waiters if k[0] == stream_id]:
             future = self._waiters.pop(key)
             if not future.done():
-                future.set_exception(ConnectError(f"stream {stream_id} closed: {why}"))
+                future.set_exception(kind(f"stream {stream_id} closed: {why}"))
         if unfinished:
             logger.warning("%d publishes on stream %d were not acknowledged", len(unfinished),
                            stream_id)

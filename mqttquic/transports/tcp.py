@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+import threading
 import time
 from typing import Any
 
@@ -21,6 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from .._aio import quick_ack
 from ..codec import Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..errors import ConnectError, ConnectionRefused
@@ -87,6 +90,7 @@ class PahoTransport(Transport):
         super().__init__()
         self.config = config
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         v5 = config.protocol_version == 5
         client = paho.Client(CallbackAPIVersion.VERSION2,
                              client_id=config.effective_client_id,
@@ -142,13 +146,33 @@ class PahoTransport(Transport):
         self._client._sock_recv = counting_recv  # type: ignore[method-assign,assignment]
         self._client._sock_send = counting_send  # type: ignore[method-assign]
 
-    # --- paho's socket callbacks: these may run in the connect thread ---------------------------
+    # --- paho's socket callbacks ----------------------------------------------------------------
+    # During connect() they run in the worker thread, before the loop may touch the socket;
+    # connect() then registers it from the loop thread. Afterwards they run on the loop.
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def _readable(self) -> None:
+        client = self._client
+        if client.loop_read() != paho.MQTT_ERR_SUCCESS:
+            return
+        quick_ack(client.socket())
+        # TLS reads whole records: bytes of further packets can wait inside the SSL object,
+        # where the selector cannot see them. Drain them now, not at the next keepalive.
+        sock = client.socket()
+        while sock is not None and getattr(sock, "pending", lambda: 0)() > 0:
+            if client.loop_read() != paho.MQTT_ERR_SUCCESS:
+                return
+            sock = client.socket()
 
     def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.call_soon_threadsafe(lambda: self._loop.add_reader(sock, client.loop_read))
+        if self._on_loop_thread():
+            self._loop.add_reader(sock, self._readable)
 
     def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.call_soon_threadsafe(self._remove_socket, sock)
+        if self._on_loop_thread():
+            self._remove_socket(sock)
 
     def _remove_socket(self, sock: Any) -> None:
         if sock.fileno() >= 0:
@@ -156,10 +180,12 @@ class PahoTransport(Transport):
             self._loop.remove_writer(sock)
 
     def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.call_soon_threadsafe(lambda: self._loop.add_writer(sock, client.loop_write))
+        if self._on_loop_thread():
+            self._loop.add_writer(sock, client.loop_write)
 
     def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._loop.call_soon_threadsafe(self._loop.remove_writer, sock)
+        if self._on_loop_thread() and sock.fileno() >= 0:
+            self._loop.remove_writer(sock)
 
     # --- paho's MQTT callbacks (event loop thread) -----------------------------------------------
 
@@ -215,6 +241,16 @@ class PahoTransport(Transport):
             else paho.MQTT_CLEAN_START_FIRST_ONLY, properties=props))
         try:
             await asyncio.wait_for(asyncio.shield(opening), config.connect_timeout)
+            # The socket is open and CONNECT queued: from here on the loop drives it.
+            sock = self._client.socket()
+            if sock is None:
+                raise ConnectError(f"TCP+TLS connect to {where} failed: no socket")
+            # Small MQTT packets must not wait for Nagle (paho leaves it on).
+            if isinstance(sock, socket.socket):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._loop.add_reader(sock, self._readable)
+            if self._client.want_write():
+                self._loop.add_writer(sock, self._client.loop_write)
             reason, flags = await asyncio.wait_for(
                 self._connack, max(0.1, config.connect_timeout - (time.monotonic() - started)))
         except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError) as exc:

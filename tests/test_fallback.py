@@ -1,0 +1,345 @@
+"""TCP+TLS fallback, racing connect, reconnect, 0-RTT resumption: real parts, real failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import stat
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from mqttquic.certs import CertificateFiles
+from mqttquic.client import Client, OfflineQueueFull
+from mqttquic.config import TransportType
+from mqttquic.errors import ConnectError, ConnectionRefused
+from mqttquic.gateway import Gateway
+from mqttquic.message import Message
+
+from .brokers import FaultyProxy, Mosquitto, free_port
+from .conftest import client_config, gateway_config
+from .test_quic import collect
+
+VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A UDP port that takes every datagram and answers none: QUIC blocked in the network."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture
+async def tls_only_gateway(mosquitto: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Gateway]:
+    config = gateway_config(mosquitto, certs)
+    config.quic_port = None
+    async with Gateway(config) as gw:
+        yield gw
+
+
+@VERSIONS
+async def test_tcp_tls_transport(gateway: Gateway, certs: CertificateFiles, topic_root: str,
+                                 version: int) -> None:
+    config = client_config(gateway, certs, transport="tcp", protocol_version=version)
+    async with Client(config) as client:
+        assert client.transport_type is TransportType.TCP_TLS
+        assert await client.subscribe(f"{topic_root}/#", qos=2) == [2]
+        for qos in (0, 1, 2):
+            await client.publish(f"{topic_root}/q{qos}", f"p{qos}", qos=qos)
+        got = await collect(client.messages(), 3, linger=0.3)
+        assert sorted((m.topic, m.payload, m.qos) for m in got) == [
+            (f"{topic_root}/q{q}", f"p{q}".encode(), q) for q in (0, 1, 2)]
+        results = await client.publish_parallel(
+            [{"topic": f"{topic_root}/par/{i}", "payload": b"x", "qos": 1} for i in range(20)])
+        assert all(results.values()) and len(results) == 20
+        stats = client.get_stats()
+        assert stats["transport"] == "tcp_tls" and stats["connected"]
+        assert stats["bytes_sent"] > 0 and stats["bytes_received"] > 0
+        assert stats["streams_open"] == 1
+        assert await client.unsubscribe(f"{topic_root}/#") in ([], [0])
+
+
+async def test_tcp_to_mosquittos_own_tls_listener(tmp_path: Path, certs: CertificateFiles,
+                                                  topic_root: str) -> None:
+    broker = Mosquitto(tmp_path / "tls-broker", tls=(certs.cert_file, certs.key_file)).start()
+    try:
+        config = client_config(type("G", (), {"quic_port": free_port(socket.SOCK_DGRAM),
+                                              "tcp_port": broker.tls_port})(), certs,
+                               transport="tcp")
+        async with Client(config) as client:
+            await client.subscribe(f"{topic_root}/t", qos=1)
+            await client.publish(f"{topic_root}/t", b"over mosquitto's TLS", qos=1)
+            [message] = await collect(client.messages(), 1)
+            assert message.payload == b"over mosquitto's TLS"
+    finally:
+        broker.stop()
+
+
+async def test_blocked_udp_falls_back_to_tcp_within_the_head_start(
+        gateway: Gateway, certs: CertificateFiles, black_hole: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = client_config(gateway, certs, quic_port=black_hole, connect_timeout=10,
+                           quic_probe_interval=0)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="mqttquic"):
+        async with Client(config) as client:
+            elapsed = time.monotonic() - started
+            assert client.transport_type is TransportType.TCP_TLS
+            assert client.get_stats()["transport"] == "tcp_tls"
+    # head start 0.25 s + a loopback TCP+TLS handshake: far below the 10 s QUIC timeout.
+    assert elapsed < 2.0, elapsed
+    assert "using TCP+TLS, not QUIC" in caplog.text
+
+
+async def test_both_transports_failing_names_both_causes(certs: CertificateFiles,
+                                                         black_hole: int) -> None:
+    closed_tcp = free_port()
+    config = client_config(type("G", (), {"quic_port": black_hole, "tcp_port": closed_tcp})(),
+                           certs, connect_timeout=1.0)
+    with pytest.raises(ConnectError) as info:
+        await Client(config).connect()
+    message = str(info.value)
+    assert "both transports failed" in message
+    assert "QUIC:" in message and "timed out" in message
+    assert "TCP+TLS:" in message and ("refused" in message.lower() or "Errno" in message)
+
+
+async def test_wrong_ca_on_both_transports(gateway: Gateway, certs: CertificateFiles,
+                                           other_ca: CertificateFiles) -> None:
+    config = client_config(gateway, certs, ca_file=str(other_ca.ca_file))
+    with pytest.raises(ConnectError, match="(?s)certificate.*TCP\\+TLS.*certificate"):
+        await Client(config).connect()
+
+
+@VERSIONS
+async def test_bad_password_one_attempt_no_retry(auth_gateway: Gateway, certs: CertificateFiles,
+                                                 version: int) -> None:
+    config = client_config(auth_gateway, certs, username="device", password="wrong",
+                           protocol_version=version, reconnect_min_delay=0.01)
+    client = Client(config)
+    with pytest.raises(ConnectionRefused):
+        await client.connect()
+    await asyncio.sleep(1.0)
+    assert (auth_gateway.quic_connections, auth_gateway.tcp_connections) == (1, 0)
+    assert not client.is_connected
+
+
+async def test_fallback_moves_back_to_quic_when_it_comes_up(
+        mosquitto: Mosquitto, certs: CertificateFiles, tls_only_gateway: Gateway,
+        topic_root: str) -> None:
+    quic_port = free_port(socket.SOCK_DGRAM)
+    config = client_config(tls_only_gateway, certs, quic_port=quic_port, quic_probe_interval=0.3)
+    async with Client(config) as client:
+        assert client.transport_type is TransportType.TCP_TLS
+        await client.subscribe(f"{topic_root}/t", qos=1)
+        quic_config = gateway_config(mosquitto, certs)
+        quic_config.quic_port, quic_config.tcp_port = quic_port, None
+        async with Gateway(quic_config):
+            for _ in range(100):
+                if client.transport_type is TransportType.QUIC:
+                    break
+                await asyncio.sleep(0.1)
+            assert client.transport_type is TransportType.QUIC
+            assert client.get_stats()["transport"] == "quic"
+            # The subscription came along: a message sent by another client arrives.
+            other = client_config(tls_only_gateway, certs, transport="tcp")
+            async with Client(other) as sender:
+                await sender.publish(f"{topic_root}/t", b"after the move", qos=1)
+            got = await collect(client.messages(), 1)
+            assert got[-1].payload == b"after the move"
+            assert got[-1].stream_id != 0  # on a QUIC data stream
+
+
+async def test_zero_rtt_resumption_and_ticket_file(gateway: Gateway, certs: CertificateFiles,
+                                                   tmp_path: Path) -> None:
+    ticket_file = tmp_path / "tickets" / ".mqtt_session_ticket"
+    config = client_config(gateway, certs, session_ticket_file=str(ticket_file))
+    async with Client(config) as first:
+        stats = first.get_stats()
+        assert not stats["session_resumed"] and not stats["zero_rtt_used"]
+        for _ in range(50):  # the ticket arrives just after the handshake
+            if ticket_file.exists():
+                break
+            await asyncio.sleep(0.02)
+    assert stat.S_IMODE(ticket_file.stat().st_mode) == 0o600
+    async with Client(config) as second:
+        stats = second.get_stats()
+        assert stats["session_resumed"] and stats["zero_rtt_used"]
+        assert second.connect_history[0]["zero_rtt_used"] is True
+        await second.publish("zero/rtt", b"works", qos=1)
+
+    ticket_file.write_text("{ this is not a ticket")
+    async with Client(config) as third:
+        stats = third.get_stats()
+        assert not stats["session_resumed"] and not stats["zero_rtt_used"]
+        await third.publish("zero/rtt", b"after a corrupt ticket file", qos=1)
+    assert json.loads(ticket_file.read_text())["version"] == 1  # replaced by a good one
+
+
+async def test_rejected_ticket_falls_back_to_a_full_handshake(
+        mosquitto: Mosquitto, certs: CertificateFiles, tmp_path: Path) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    gw_config = gateway_config(mosquitto, certs)
+    gw_config.quic_port = port
+    ticket_file = tmp_path / "tickets"
+    async with Gateway(gw_config) as gw:
+        config = client_config(gw, certs, session_ticket_file=str(ticket_file))
+        async with Client(config):
+            await asyncio.sleep(0.2)
+    assert ticket_file.exists()
+    # A new gateway on the same port knows nothing of that ticket: 0-RTT is rejected.
+    async with Gateway(gw_config) as gw:
+        async with Client(client_config(gw, certs, session_ticket_file=str(ticket_file))) as client:
+            stats = client.get_stats()
+            assert stats["transport"] == "quic"
+            assert not stats["zero_rtt_used"]
+            await client.publish("rejected/0rtt", b"still delivered", qos=1)
+
+
+async def test_publishes_wait_while_offline_in_a_bounded_queue(
+        mosquitto: Mosquitto, certs: CertificateFiles, topic_root: str) -> None:
+    gw_config = gateway_config(mosquitto, certs)
+    gw_config.quic_port = free_port(socket.SOCK_DGRAM)
+    gw_config.tcp_port = free_port()
+    gateway = await Gateway(gw_config).__aenter__()
+    config = client_config(gateway, certs, max_offline_queue=2, reconnect_min_delay=0.05,
+                           reconnect_max_delay=0.2, connect_timeout=1.0)
+    async with Client(config) as client:
+        await client.subscribe(f"{topic_root}/q", qos=1)
+        await gateway.stop()
+        for _ in range(100):
+            if not client.is_connected:
+                break
+            await asyncio.sleep(0.05)
+        waiting = [asyncio.ensure_future(client.publish(f"{topic_root}/q", f"m{i}", qos=1))
+                   for i in range(2)]
+        await asyncio.sleep(0.1)
+        with pytest.raises(OfflineQueueFull):
+            await client.publish(f"{topic_root}/q", b"one too many", qos=1)
+        assert not any(task.done() for task in waiting)
+        gateway = await Gateway(gw_config).__aenter__()
+        try:
+            await asyncio.wait_for(asyncio.gather(*waiting), 20)
+            got = await collect(client.messages(), 2)
+            assert sorted(m.payload for m in got) == [b"m0", b"m1"]
+            assert client.get_stats()["reconnect_count"] >= 1
+        finally:
+            await gateway.stop()
+
+
+async def test_malformed_packet_from_the_broker_closes_and_reconnects(
+        mosquitto: Mosquitto, certs: CertificateFiles, topic_root: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    proxy = await FaultyProxy(mosquitto.port).start()
+    gw_config = gateway_config(mosquitto, certs)
+    gw_config.upstream_port = proxy.port
+    try:
+        async with Gateway(gw_config) as gateway:
+            config = client_config(gateway, certs, multi_stream=False, reconnect_min_delay=0.05)
+            with caplog.at_level(logging.WARNING, logger="mqttquic"):
+                async with Client(config) as client:
+                    await client.subscribe(f"{topic_root}/t", qos=1)
+                    proxy.inject(b"\x30\x03\x00\x01#")  # a PUBLISH to a wildcard topic
+                    for _ in range(100):
+                        if client.get_stats()["reconnect_count"] == 1 and client.is_connected:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert client.get_stats()["reconnect_count"] == 1
+                    await asyncio.sleep(0.2)  # subscriptions restored after the reconnect
+                    await client.publish(f"{topic_root}/t", b"after", qos=1)
+                    got = await collect(client.messages(), 1)
+                    assert got[-1].payload == b"after"
+            assert "malformed packet from the broker" in caplog.text
+            assert "[MQTT-3.3.2-2]" in caplog.text
+    finally:
+        await proxy.stop()
+
+
+def test_without_aioquic_the_client_uses_tcp_only(certs: CertificateFiles, tmp_path: Path,
+                                                  mosquitto: Mosquitto) -> None:
+    async def run() -> str:
+        config = gateway_config(mosquitto, certs)
+        config.quic_port = None
+        async with Gateway(config) as gw:
+            settings = {"host": "127.0.0.1", "tcp_port": gw.tcp_port, "ca_file": str(certs.ca_file),
+                        "server_name": "localhost", "device_id": f"noquic-{uuid.uuid4().hex[:6]}"}
+            code = (
+                "import sys, asyncio, logging, json\n"
+                "sys.modules['aioquic'] = None  # as if it were not installed\n"
+                "logging.basicConfig(level=logging.WARNING)\n"
+                "from mqttquic import Client, ConnectionConfig\n"
+                f"config = ConnectionConfig(**json.loads({json.dumps(json.dumps(settings))}))\n"
+                "async def main():\n"
+                "    async with Client(config) as c:\n"
+                "        await c.publish('no/quic', b'x', qos=1)\n"
+                "        print('TRANSPORT', c.get_stats()['transport'])\n"
+                "asyncio.run(main())\n")
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", code, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=dict(os.environ))
+            out, _ = await asyncio.wait_for(process.communicate(), 60)
+            return out.decode()
+
+    output = asyncio.run(run())
+    assert "TRANSPORT tcp_tls" in output, output
+    assert "aioquic is not installed" in output
+
+
+async def test_broker_restart_loses_no_qos1_message(tmp_path: Path, certs: CertificateFiles) -> None:
+    broker = Mosquitto(tmp_path / "persistent", persistence=True).start()
+    root = f"restart/{uuid.uuid4().hex[:6]}"
+    total = 2000
+    try:
+        gw_config = gateway_config(broker, certs)
+        async with Gateway(gw_config) as gateway:
+            common = dict(reconnect_min_delay=0.05, reconnect_max_delay=0.5, connect_timeout=2.0,
+                          keepalive=5)
+            sub_config = client_config(gateway, certs, client_id=f"sub-{root[-6:]}",
+                                       clean_start=False, multi_stream=False, **common)
+            pub_config = client_config(gateway, certs, **common)
+            async with Client(sub_config) as subscriber, Client(pub_config) as publisher:
+                await subscriber.subscribe(f"{root}/#", qos=1)
+                seen: set[int] = set()
+
+                async def count() -> None:
+                    async for message in subscriber.messages():
+                        seen.add(int(message.payload))
+                        if len(seen) == total:
+                            return
+
+                counter = asyncio.ensure_future(count())
+
+                async def send() -> None:
+                    for i in range(total):
+                        await publisher.publish(f"{root}/n", str(i), qos=1)
+                        if i % 20 == 0:
+                            await asyncio.sleep(0.01)
+
+                sender = asyncio.ensure_future(send())
+                while len(seen) < total // 4:
+                    await asyncio.sleep(0.01)
+                broker.stop()
+                await asyncio.sleep(0.5)
+                broker.start()
+                await asyncio.wait_for(sender, 60)
+                await asyncio.wait_for(counter, 60)
+                assert seen == set(range(total))
+                assert publisher.get_stats()["reconnect_count"] >= 1
+                assert subscriber.get_stats()["reconnect_count"] >= 1
+                assert subscriber.is_connected and publisher.is_connected
+    finally:
+        broker.stop()
+
+
+def _message(m: Message) -> tuple[str, bytes]:
+    return m.topic, m.payload
