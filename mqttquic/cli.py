@@ -138,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
     if args.command == "demo" and not args.verbose:
-        # The demo prints the generated CA's path itself.
-        logging.getLogger("mqttquic.gateway").setLevel(logging.ERROR)
+        # The demo tells what happens itself (the CA's path, the fallback); -v shows the logs.
+        logging.getLogger("mqttquic").setLevel(logging.ERROR)
     handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo}[args.command]
     try:
         return asyncio.run(handler(args))

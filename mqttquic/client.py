@@ -101,17 +101,20 @@ class Client:
         transport's cause when none connects."""
         self._closed = False
         self._fatal = None
+        started = time.monotonic()
         transport = await self._open()
-        self._attach(transport)
+        self._attach(transport, time.monotonic() - started)
         return True
 
     async def connect_quic(self) -> None:
         """MQTT over QUIC only (UDP ``quic_port``, ALPN "mqtt")."""
-        self._attach(await self._open_quic())
+        started = time.monotonic()
+        self._attach(await self._open_quic(), time.monotonic() - started)
 
     async def connect_tcp_fallback(self) -> None:
         """MQTT over TCP+TLS only, through paho-mqtt (``tcp_port``)."""
-        self._attach(await self._open_tcp())
+        started = time.monotonic()
+        self._attach(await self._open_tcp(), time.monotonic() - started)
 
     def _quic_module(self) -> ModuleType | None:
         try:
@@ -200,7 +203,9 @@ class Client:
         raise ConnectError(f"both transports failed: QUIC: {errors.get('QUIC')};"
                            f" TCP+TLS: {errors.get('TCP+TLS')}")
 
-    def _attach(self, transport: Transport) -> None:
+    def _attach(self, transport: Transport, elapsed: float | None = None) -> None:
+        """Make ``transport`` the current one. ``elapsed``: seconds from starting to
+        connect (the race included) to CONNACK; the transport's own time if None."""
         transport.on_message = self._deliver
         transport.on_lost = lambda exc: self._lost(transport, exc)
         self._transport = transport
@@ -208,12 +213,13 @@ class Client:
         stats = self.stats
         stats.transport = transport.transport_type
         stats.connected = True
-        stats.connect_time = transport.connect_time
+        stats.connect_time = transport.connect_time if elapsed is None else elapsed
         stats.session_resumed = transport.session_resumed
         stats.zero_rtt_used = transport.zero_rtt_used
         stats.last_activity = time.time()
         self.connect_history.append({
-            "transport": transport.transport_type.value, "connect_time": transport.connect_time,
+            "transport": transport.transport_type.value, "connect_time": stats.connect_time,
+            "transport_connect_time": transport.connect_time,
             "session_resumed": transport.session_resumed, "zero_rtt_used": transport.zero_rtt_used})
         self._up.set()
         if (transport.transport_type is TransportType.TCP_TLS and self.config.transport == "auto"
@@ -248,6 +254,7 @@ class Client:
                 ceiling = min(config.reconnect_max_delay, config.reconnect_min_delay * 2 ** attempt)
                 await asyncio.sleep(random.uniform(0, ceiling))  # full jitter
                 attempt += 1
+                started = time.monotonic()
                 try:
                     transport = await self._open()
                 except ConnectionRefused as exc:
@@ -265,7 +272,7 @@ class Client:
                     await transport.disconnect()
                     return
                 self.stats.reconnect_count += 1
-                self._attach(transport)
+                self._attach(transport, time.monotonic() - started)
                 logger.info("reconnected over %s after %d attempt(s)",
                             transport.transport_type.value, attempt)
                 await self._restore_subscriptions(transport)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from .brokers import embedded_broker
@@ -29,6 +31,11 @@ def _say(text: str = "") -> None:
 async def run_demo(broker: str = "auto", device_id: str | None = None) -> int:
     device_id = device_id or f"demo-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mqttquic-demo-") as workdir:
+        return await _scenario(broker, device_id, workdir, started)
+
+
+async def _scenario(broker: str, device_id: str, workdir: str, started: float) -> int:
     async with embedded_broker(broker) as (description, broker_port):
         _say(f"broker   {description} on 127.0.0.1:{broker_port}")
         gateway_config = GatewayConfig(upstream_port=broker_port, quic_port=0, tcp_port=0)
@@ -37,11 +44,14 @@ async def run_demo(broker: str = "auto", device_id: str | None = None) -> int:
                  f" TLS TCP on 127.0.0.1:{gateway.tcp_port}")
             _say(f"         throwaway certificate, CA at {gateway.ca_file}")
 
-            def config(client_id: str) -> ConnectionConfig:
+            tickets = Path(workdir) / ".mqtt_session_ticket"
+
+            def config(client_id: str, **extra: Any) -> ConnectionConfig:
                 return ConnectionConfig(host="127.0.0.1", quic_port=gateway.quic_port,
                                         tcp_port=gateway.tcp_port, device_id=client_id,
                                         ca_file=gateway.ca_file, server_name="localhost",
-                                        keepalive=30, connect_timeout=10)
+                                        keepalive=30, connect_timeout=10,
+                                        session_ticket_file=str(tickets), **extra)
 
             async with Client(config(device_id)) as device:
                 stats = device.get_stats()
@@ -83,5 +93,40 @@ async def run_demo(broker: str = "auto", device_id: str | None = None) -> int:
                         value = round(value, 4)
                     _say(f"  {key:18} {value}")
                 ok = all(results.values())
+                first_connect = stats["connect_time"]
+
+            # 2. Reconnect with the TLS session ticket: CONNECT rides in the 0-RTT flight.
+            async with Client(config(device_id)) as device:
+                again = device.get_stats()
+                _say(f"\nreconnect with the stored session ticket: {again['connect_time'] * 1000:.1f} ms"
+                     f" to CONNACK (first connect, full handshake: {first_connect * 1000:.1f} ms);"
+                     f" session_resumed={again['session_resumed']},"
+                     f" zero_rtt_used={again['zero_rtt_used']}")
+                ok = ok and again["transport"] == "quic"
+
+            # 3. UDP blocked: the QUIC listener goes away, the client falls back to TCP+TLS,
+            #    and moves back to QUIC once the listener returns.
+            await gateway.stop_quic()
+            _say("\nQUIC listener stopped (as if UDP were blocked)")
+            async with Client(config(device_id, quic_probe_interval=0.5)) as device:
+                fallback = device.get_stats()
+                _say(f"device   connected over {fallback['transport'].upper()} in"
+                     f" {fallback['connect_time'] * 1000:.1f} ms: QUIC had a"
+                     f" {device.config.head_start * 1000:.0f} ms head start, then TCP+TLS"
+                     f" raced it and won")
+                await device.subscribe(f"device/{device_id}/commands/#", qos=1)
+                await device.publish(f"device/{device_id}/commands/ping", b"over TCP", qos=1)
+                message = await asyncio.wait_for(device.messages().__anext__(), 10)
+                _say(f"device   round trip over TCP+TLS: {message.payload.decode()!r}")
+                await gateway.start_quic()
+                _say("QUIC listener back")
+                for _ in range(100):
+                    if device.get_stats()["transport"] == "quic":
+                        break
+                    await asyncio.sleep(0.1)
+                moved = device.get_stats()["transport"] == "quic"
+                _say(f"device   {'moved back to QUIC' if moved else 'still on TCP+TLS'};"
+                     f" reconnects so far: {device.get_stats()['reconnect_count']}")
+                ok = ok and fallback["transport"] == "tcp_tls" and moved
     _say(f"\nstopped everything; demo took {time.monotonic() - started:.1f} s")
     return 0 if ok else 1

@@ -334,6 +334,7 @@ class Gateway:
         self.quic_port = 0
         self.tcp_port = 0
         self.ca_file: str | None = None  # the CA of the generated certificate, if any
+        self._cert: tuple[str, str] = ("", "")
         self.quic_connections = 0  # accepted since start
         self.tcp_connections = 0
 
@@ -355,22 +356,12 @@ class Gateway:
         return str(files.cert_file), str(files.key_file)
 
     async def start(self) -> None:
-        cert_file, key_file = self._certificate()
+        self._cert = self._certificate()
         if self.config.quic_port is not None:
-            configuration = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
-                                              idle_timeout=self.config.idle_timeout)
-            configuration.load_cert_chain(cert_file, key_file)
-            factory: Callable[..., QuicConnectionProtocol] = partial(self._new_connection)
-            self._server = await serve(self.config.quic_host, self.config.quic_port,
-                                       configuration=configuration, create_protocol=factory,
-                                       session_ticket_fetcher=self._tickets.pop,
-                                       session_ticket_handler=self._tickets.add)
-            transport = self._server._transport
-            assert transport is not None
-            self.quic_port = transport.get_extra_info("sockname")[1]
+            await self.start_quic()
         if self.config.tcp_port is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert_file, key_file)
+            context.load_cert_chain(*self._cert)
             self._tcp_server = await asyncio.start_server(
                 self._serve_tcp, self.config.tcp_host, self.config.tcp_port, ssl=context)
             self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
@@ -379,15 +370,27 @@ class Gateway:
                     f"{self.config.tcp_host}:{self.tcp_port}" if self._tcp_server else "off",
                     self.config.upstream_host, self.config.upstream_port)
 
-    def _new_connection(self, *args: Any, **kwargs: Any) -> _GatewayConnection:
-        connection = _GatewayConnection(*args, gateway=self, **kwargs)
-        self._connections.add(connection)
-        self.quic_connections += 1
-        return connection
+    async def start_quic(self) -> None:
+        """Open the QUIC listener (again, on the same port after stop_quic())."""
+        if self._server is not None:
+            return
+        configuration = QuicConfiguration(is_client=False, alpn_protocols=[ALPN],
+                                          idle_timeout=self.config.idle_timeout)
+        configuration.load_cert_chain(*self._cert)
+        factory: Callable[..., QuicConnectionProtocol] = partial(self._new_connection)
+        port = self.quic_port or self.config.quic_port or 0
+        self._server = await serve(self.config.quic_host, port, configuration=configuration,
+                                   create_protocol=factory,
+                                   session_ticket_fetcher=self._tickets.pop,
+                                   session_ticket_handler=self._tickets.add)
+        transport = self._server._transport
+        assert transport is not None
+        self.quic_port = transport.get_extra_info("sockname")[1]
 
-    async def stop(self) -> None:
+    async def stop_quic(self) -> None:
+        """Close the QUIC listener and its connections; the TLS TCP listener stays."""
         for connection in list(self._connections):
-            connection.close(reason_phrase="gateway shutting down")
+            connection.close(reason_phrase="QUIC listener stopped")
             connection._shutdown()
         if self._server is not None:
             self._server.close()
@@ -395,6 +398,16 @@ class Gateway:
             # The UDP socket closes on a later loop turn; let it, so the port is free on return.
             for _ in range(3):
                 await asyncio.sleep(0)
+        logger.info("gateway: QUIC listener stopped")
+
+    def _new_connection(self, *args: Any, **kwargs: Any) -> _GatewayConnection:
+        connection = _GatewayConnection(*args, gateway=self, **kwargs)
+        self._connections.add(connection)
+        self.quic_connections += 1
+        return connection
+
+    async def stop(self) -> None:
+        await self.stop_quic()
         if self._tcp_server is not None:
             self._tcp_server.close()
             for task in list(self._tcp_tasks):

@@ -24,6 +24,9 @@ def test_demo_runs_by_itself_and_exits_0() -> None:
     assert "all acknowledged" in out
     assert "received {\"action\":\"set_interval\",\"seconds\":10}" in out
     assert "transport          quic" in out
+    assert "session_resumed=True, zero_rtt_used=True" in out
+    assert "connected over TCP_TLS" in out
+    assert "moved back to QUIC" in out
     assert time.monotonic() - started < 30
 
 
