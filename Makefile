@@ -49,6 +49,8 @@ demo: build
 bench: build mosquitto
 	$(BIN)/python bench/compare_codecs.py
 	$(BIN)/python bench/quic_vs_tcp.py
+	$(BIN)/python bench/connect_times.py
+	$(BIN)/python bench/connect_times.py --delay-ms 25
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean
 
 clean:
