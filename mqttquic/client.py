@@ -82,6 +82,8 @@ class Client:
         self._reconnecting: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
         self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
+        # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
+        self._carry: Any = None
         self._warned_no_aioquic = False
 
     # --- connecting -------------------------------------------------------------------------
@@ -153,7 +155,8 @@ class Client:
             handler = lambda new_ticket: tickets.save(key, new_ticket)  # noqa: E731
         transport: Transport = await quic.connect_quic(
             config, will=self.will, properties=self.connect_properties, session_ticket=ticket,
-            ticket_handler=handler)
+            ticket_handler=handler, adopt=self._carry)
+        self._carry = None  # the new connection owns the carried flows now
         return transport
 
     async def _open_tcp(self) -> Transport:
@@ -210,6 +213,9 @@ class Client:
         transport.on_lost = lambda exc: self._lost(transport, exc)
         self._transport = transport
         self._ever_connected = True
+        if self._carry is not None and transport.transport_type is not TransportType.QUIC:
+            # The flows cannot continue over TCP: their publishes are sent again there.
+            self._drop_carry(ConnectError("the session moved to TCP+TLS"))
         stats = self.stats
         stats.transport = transport.transport_type
         stats.connected = True
@@ -231,6 +237,9 @@ class Client:
     def _lost(self, transport: Transport, exc: BaseException) -> None:
         if transport is not self._transport or self._closed:
             return
+        carry_over = getattr(transport, "carry_over", None)
+        if carry_over is not None:
+            self._carry = carry_over()
         self.stats.connected = False
         self._up.clear()
         if self.config.reconnect and self._reconnecting is None:
@@ -239,10 +248,18 @@ class Client:
         elif not self.config.reconnect:
             self._fail(exc)
 
+    def _drop_carry(self, exc: BaseException) -> None:
+        carry, self._carry = self._carry, None
+        if carry is not None:
+            for future in carry[1].values():
+                if not future.done():
+                    future.set_exception(exc)
+
     def _fail(self, exc: BaseException) -> None:
         """No more connections: wake everything that waits, with ``exc``."""
         self._fatal = exc
         self.stats.connected = False
+        self._drop_carry(exc)
         self._up.set()
         self._queue.put_nowait(exc)
 
@@ -327,6 +344,7 @@ class Client:
         if transport is not None:
             await transport.disconnect()
         self.stats.connected = False
+        self._drop_carry(ConnectError("the client is disconnected"))
         self._up.set()
         self._queue.put_nowait(_CLOSED)
 

@@ -103,6 +103,7 @@ class Session:
         self._events: list[ev.Event] = []
         self._last_control_send = 0.0
         self._ping_sent_at: float | None = None
+        self._adopted = False
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -330,7 +331,7 @@ class Session:
             self._ping_sent_at = None
             self._events.append(ev.PongReceived())
         elif kind is Connack:
-            self._handle_connack(packet)
+            self._handle_connack(packet, now)
         elif kind is Disconnect:
             name = reason_code_name(packet.reason_code, PacketType.DISCONNECT)
             logger.warning("broker disconnected: %s (0x%02X)", name, packet.reason_code)
@@ -338,7 +339,7 @@ class Session:
         else:
             self._violation(f"a client does not receive {kind.__name__.upper()}")
 
-    def _handle_connack(self, packet: Connack) -> None:
+    def _handle_connack(self, packet: Connack, now: float) -> None:
         if self.state != "connecting":
             self._violation("CONNACK outside of connecting")
             return
@@ -353,6 +354,43 @@ class Session:
         if "server_keep_alive" in packet.properties:
             self.keepalive = float(packet.properties["server_keep_alive"])
         self._events.append(ev.Connected(packet.session_present, packet.properties))
+        if self._adopted:
+            self._resume_control_flows(packet.session_present, now)
+
+    def adopt(self, previous: Session) -> None:
+        """Take over the control channel's unfinished QoS 1/2 flows of the previous
+        connection of a persistent session (clean_start false); they continue after
+        CONNACK: PUBLISH again with DUP and the same packet id, or PUBREL where the
+        broker had answered PUBREC. Duplicate QoS 2 deliveries stay suppressed."""
+        old = previous._channels.get(CONTROL)
+        if old is None or not (old.outgoing or old.incoming_qos2):
+            return
+        state = self._channel(CONTROL)
+        state.outgoing = dict(old.outgoing)
+        state.incoming_qos2 = set(old.incoming_qos2)
+        state.last_id = old.last_id
+        self._adopted = True
+
+    def _resume_control_flows(self, session_present: bool, now: float) -> None:
+        state = self._channels[CONTROL]
+        if not session_present:
+            # The broker forgot the session: its half of every QoS 2 flow is gone.
+            state.incoming_qos2.clear()
+        for packet_id, packet in sorted(state.outgoing.items()):
+            if isinstance(packet, Pubrel) and not session_present:
+                # PUBREC said the broker owned the message; nothing is left to release.
+                del state.outgoing[packet_id]
+                self._events.append(ev.PublishCompleted(CONTROL, packet_id, 0))
+                continue
+            if isinstance(packet, Publish):
+                packet.dup = True
+            if self._in_flight < self.send_quota:
+                self._in_flight += 1
+                self._send(CONTROL, packet, now)
+            elif isinstance(packet, Publish):
+                self._waiting.append((CONTROL, packet))
+        logger.info("resumed %d unfinished QoS 1/2 flows (session present: %s)",
+                    len(state.outgoing), session_present)
 
     def _handle_publish(self, channel: int, state: _Channel, packet: Publish, now: float) -> None:
         alias = packet.properties.get("topic_alias")

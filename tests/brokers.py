@@ -105,6 +105,9 @@ class FaultyProxy:
         self.port = 0
         self._server: Any = None
         self.client_writers: list[Any] = []
+        # When set: the next chunk from the broker that starts with this byte is passed
+        # on, then that connection is cut (once).
+        self.cut_after: int | None = None
 
     async def start(self) -> FaultyProxy:
         import asyncio
@@ -113,16 +116,22 @@ class FaultyProxy:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
             self.client_writers.append(writer)
 
-            async def pipe(src: Any, dst: Any) -> None:
+            async def pipe(src: Any, dst: Any, from_broker: bool) -> None:
                 try:
                     while data := await src.read(65536):
                         dst.write(data)
+                        if from_broker and self.cut_after is not None and data[0] == self.cut_after:
+                            self.cut_after = None
+                            await dst.drain()
+                            writer.close()
+                            up_writer.close()
+                            return
                 except (ConnectionError, OSError):
                     pass
                 finally:
                     dst.close()
 
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer, False), pipe(up_reader, writer, True))
 
         self._server = await asyncio.start_server(handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -343,3 +343,29 @@ async def test_broker_restart_loses_no_qos1_message(tmp_path: Path, certs: Certi
 
 def _message(m: Message) -> tuple[str, bytes]:
     return m.topic, m.payload
+
+
+async def test_qos2_flow_continues_after_a_cut_between_pubrec_and_pubcomp(
+        mosquitto: Mosquitto, certs: CertificateFiles, gateway: Gateway, topic_root: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    proxy = await FaultyProxy(mosquitto.port).start()
+    gw_config = gateway_config(mosquitto, certs)
+    gw_config.upstream_port = proxy.port
+    try:
+        async with Gateway(gw_config) as cut_gateway, \
+                Client(client_config(gateway, certs)) as subscriber:
+            await subscriber.subscribe(f"{topic_root}/q2", qos=2)
+            config = client_config(cut_gateway, certs, client_id=f"q2-{topic_root[-6:]}",
+                                   clean_start=False, multi_stream=False,
+                                   reconnect_min_delay=0.05)
+            async with Client(config) as publisher:
+                proxy.cut_after = 0x50  # the connection dies right after the broker's PUBREC
+                with caplog.at_level(logging.INFO, logger="mqttquic.session"):
+                    await asyncio.wait_for(
+                        publisher.publish(f"{topic_root}/q2", b"exactly once", qos=2), 20)
+                assert publisher.get_stats()["reconnect_count"] == 1
+                assert "resumed 1 unfinished QoS 1/2 flows (session present: True)" in caplog.text
+            got = await collect(subscriber.messages(), 1, linger=1.0)
+            assert [m.payload for m in got] == [b"exactly once"]
+    finally:
+        await proxy.stop()

@@ -272,3 +272,54 @@ def test_unacknowledged_lists_publishes_and_pubrels() -> None:
     feed(session, DATA, Pubrec(two))
     kinds = sorted((c, type(p).__name__) for c, p in session.unacknowledged())
     assert kinds == [(CONTROL, "Publish"), (DATA, "Pubrel")]
+
+
+def _lost_with_flows() -> Session:
+    """A persistent session that lost its connection mid-flow."""
+    session = connected()
+    one = session.publish("a", b"1", qos=1)
+    two = session.publish("b", b"2", qos=2)
+    three = session.publish("c", b"3", qos=2)
+    assert (one, two, three) == (1, 2, 3)
+    session.data_to_send()
+    feed(session, CONTROL, Pubrec(2))  # PUBREL 2 is now due; 3 has no PUBREC yet
+    feed(session, CONTROL, Publish("in", b"x", 2, packet_id=9))  # inbound QoS 2, no PUBREL yet
+    session.data_to_send()
+    session.events()
+    return session
+
+
+def test_persistent_session_continues_flows_after_reconnect() -> None:
+    old = _lost_with_flows()
+    new = Session(Connect("dev", clean_start=False))
+    new.adopt(old)
+    new.connect(0.0)
+    new.data_to_send()
+    feed(new, CONTROL, Connack(True, 0))
+    assert new.events() == [ev.Connected(True, {})]
+    assert sent(new) == [(CONTROL, Publish("a", b"1", 1, dup=True, packet_id=1)),
+                         (CONTROL, Pubrel(2)),
+                         (CONTROL, Publish("c", b"3", 2, dup=True, packet_id=3))]
+    feed(new, CONTROL, Pubcomp(2))
+    feed(new, CONTROL, Puback(1))
+    assert new.events() == [ev.PublishCompleted(CONTROL, 2, 0), ev.PublishCompleted(CONTROL, 1, 0)]
+    # The inbound QoS 2 message the broker sends again is still a duplicate.
+    feed(new, CONTROL, Publish("in", b"x", 2, dup=True, packet_id=9))
+    assert new.events() == []
+    assert sent(new) == [(CONTROL, Pubrec(9))]
+    # New publishes do not reuse ids still in flight.
+    assert new.publish("d", b"4", qos=1) == 4
+
+
+def test_lost_session_completes_released_flows_and_resends_the_rest() -> None:
+    old = _lost_with_flows()
+    new = Session(Connect("dev", clean_start=False))
+    new.adopt(old)
+    new.connect(0.0)
+    new.data_to_send()
+    feed(new, CONTROL, Connack(False, 0))
+    assert new.events() == [ev.Connected(False, {}), ev.PublishCompleted(CONTROL, 2, 0)]
+    assert [p for _, p in sent(new)] == [Publish("a", b"1", 1, dup=True, packet_id=1),
+                                         Publish("c", b"3", 2, dup=True, packet_id=3)]
+    feed(new, CONTROL, Publish("in", b"x", 2, packet_id=9))
+    assert len(new.events()) == 1  # a new delivery: the broker's session is new too

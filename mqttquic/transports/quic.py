@@ -46,6 +46,9 @@ logger = logging.getLogger("mqttquic.quic")
 
 ALPN = "mqtt"
 
+# A persistent session's unfinished business, from one connection to the next.
+Carry = tuple[Session, dict[tuple[int, int], "asyncio.Future[Any]"]]
+
 
 def quic_configuration(config: ConnectionConfig) -> QuicConfiguration:
     """The aioquic client configuration for ``config`` (TLS 1.3, ALPN "mqtt")."""
@@ -90,6 +93,8 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._mqtt_timer: asyncio.TimerHandle | None = None
         self._context: AbstractAsyncContextManager[QuicConnectionProtocol] | None = None
         self._closing = False
+        self._user_closing = False
+        self._parked: dict[tuple[int, int], asyncio.Future[Any]] = {}
         self._lost = False
         self.terminated_reason: str | None = None
         self.handshake: HandshakeCompleted | None = None
@@ -119,11 +124,18 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
 
     # --- the seed's MQTT methods ------------------------------------------------------------
 
-    def mqtt_connect(self, connect: Connect) -> None:
-        """Open the control stream and send CONNECT on it."""
+    def mqtt_connect(self, connect: Connect, adopt: Carry | None = None) -> None:
+        """Open the control stream and send CONNECT on it.
+
+        ``adopt``: the session and waiting publishes of the previous connection of a
+        persistent session (``carry_over()``); their flows continue after CONNACK."""
         self.session = Session(connect, max_packet_size=self.config.max_packet_size)
         self.control_stream = self._quic.get_next_available_stream_id()
         self._quic.send_stream_data(self.control_stream, b"")  # reserve the id now
+        if adopt is not None:
+            previous, waiters = adopt
+            self.session.adopt(previous)
+            self._waiters.update(waiters)
         self.session.open_channel(self.control_stream)
         self.session.connect(self._loop.time())
         self._flush()
@@ -219,6 +231,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         if self._closing:
             return
         self._closing = True
+        self._user_closing = True
         if self.session is not None and self.session.state != "closed":
             self.session.disconnect(now=self._loop.time())
             self._flush()
@@ -350,10 +363,27 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         if future is not None and not future.done():
             future.set_result(value)
 
+    def carry_over(self) -> Carry | None:
+        """What a persistent session (clean_start false) hands to its next connection:
+        this session, and the publishes on the control stream still waiting for acks."""
+        if self.session is None or self.config.clean_start:
+            return None
+        return self.session, dict(self._parked)
+
     def _fail_waiters(self, exc: BaseException) -> None:
         waiters, self._waiters = self._waiters, {}
-        for future in waiters.values():
-            if not future.done():
+        session = self.session
+        keep: set[tuple[int, int]] = set()
+        if session is not None and not self.config.clean_start and not self._user_closing:
+            # A persistent session continues these on the next connection (carry_over()).
+            unfinished = {packet.packet_id for channel, packet in session.unacknowledged()
+                          if channel == self.control_stream}
+            keep = {key for key in waiters if key[0] == self.control_stream
+                    and key[1] in unfinished}
+        for key, future in waiters.items():
+            if key in keep:
+                self._parked[key] = future
+            elif not future.done():
                 future.set_exception(exc)
         if not self._connack.done():
             self._connack.set_exception(exc)
@@ -397,7 +427,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
                        properties: dict[str, Any] | None = None,
                        session_ticket: SessionTicket | None = None,
                        ticket_handler: Callable[[SessionTicket], None] | None = None,
-                       ) -> MQTTQuicAdvancedProtocol:
+                       adopt: Carry | None = None) -> MQTTQuicAdvancedProtocol:
     """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
 
     Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
@@ -425,7 +455,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         protocol = await context.__aenter__()
         assert isinstance(protocol, MQTTQuicAdvancedProtocol)
         protocol._context = context
-        protocol.mqtt_connect(connect_packet(config, will, properties))
+        protocol.mqtt_connect(connect_packet(config, will, properties), adopt)
         return protocol, await protocol._connack
 
     try:
