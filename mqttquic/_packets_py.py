@@ -85,7 +85,10 @@ class Packet:
     __hash__ = None  # type: ignore[assignment]  # mutable, like a dataclass with eq
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        # Passwords never reach logs, not even through a repr.
+        args = ", ".join(
+            f"{name}='***'" if name == "password" and getattr(self, name) is not None
+            else f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({args})"
 
 

@@ -87,3 +87,9 @@ def test_repr_and_equality(codec: ModuleType) -> None:
         hash(pub)
     with pytest.raises(AttributeError):
         pub.colour = "red"  # type: ignore[attr-defined]
+
+
+def test_connect_repr_hides_the_password(codec: ModuleType) -> None:
+    text = repr(codec.Connect("c", username="u", password=b"hunter2"))
+    assert "hunter2" not in text and "password='***'" in text
+    assert "password=None" in repr(codec.Connect("c"))

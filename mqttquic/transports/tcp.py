@@ -289,11 +289,7 @@ class PahoTransport(Transport):
             raise ConnectError("not connected")
         info = self._client.publish(topic, payload, qos, retain,
                                     _properties(PacketTypes.PUBLISH, properties))
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise ConnectError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
-        future = self._loop.create_future()
-        self._waiters[info.mid] = future
-        code: int = await future
+        code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
         if code >= 0x80:
             raise PublishFailed(topic, code, str(ReasonCode(PacketTypes.PUBACK, identifier=code)))
 
@@ -309,11 +305,7 @@ class PahoTransport(Transport):
             topics = [(s.topic_filter, s.qos) for s in subscriptions]
         result, mid = self._client.subscribe(topics,
                                              properties=_properties(PacketTypes.SUBSCRIBE, properties))
-        if result != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise ConnectError(f"subscribe failed: {paho.error_string(result)}")
-        future = self._loop.create_future()
-        self._waiters[mid] = future
-        codes: list[int] = await future
+        codes: list[int] = await self._acked("subscribe", result, mid)
         return codes
 
     async def unsubscribe(self, topic_filters: list[str],
@@ -322,12 +314,16 @@ class PahoTransport(Transport):
             raise ConnectError("not connected")
         result, mid = self._client.unsubscribe(
             topic_filters, properties=_properties(PacketTypes.UNSUBSCRIBE, properties))
+        codes: list[int] = await self._acked("unsubscribe", result, mid)
+        return codes
+
+    async def _acked(self, what: str, result: int, mid: int | None) -> Any:
+        """What paho's callback reports for ``mid`` (set in _on_publish/_on_subscribe)."""
         if result != paho.MQTT_ERR_SUCCESS or mid is None:
-            raise ConnectError(f"unsubscribe failed: {paho.error_string(result)}")
+            raise ConnectError(f"{what} failed: {paho.error_string(result)}")
         future = self._loop.create_future()
         self._waiters[mid] = future
-        codes: list[int] = await future
-        return codes
+        return await future
 
     async def disconnect(self) -> None:
         if self._closing:
