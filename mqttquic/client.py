@@ -101,6 +101,8 @@ class Client:
         Returns True. Raises ConnectionRefused when the broker refuses (no retry: the
         same credentials would be refused again) and ConnectError naming each
         transport's cause when none connects."""
+        if self.is_connected:
+            return True
         self._closed = False
         self._fatal = None
         started = time.monotonic()

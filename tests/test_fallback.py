@@ -124,8 +124,9 @@ async def test_wrong_ca_on_both_transports(gateway: Gateway, certs: CertificateF
 @VERSIONS
 async def test_bad_password_one_attempt_no_retry(auth_gateway: Gateway, certs: CertificateFiles,
                                                  version: int) -> None:
+    # A long head start: this test counts attempts, so TCP must not join the race.
     config = client_config(auth_gateway, certs, username="device", password="wrong",
-                           protocol_version=version, reconnect_min_delay=0.01)
+                           protocol_version=version, reconnect_min_delay=0.01, head_start=5.0)
     client = Client(config)
     with pytest.raises(ConnectionRefused):
         await client.connect()

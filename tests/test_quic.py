@@ -115,6 +115,33 @@ async def test_subscription_on_a_data_stream_receives_on_it(gateway: Any, certs:
         assert got == {f"{topic_root}/a": stream_a, f"{topic_root}/b": stream_b}
 
 
+async def test_on_message_callback_sync_and_async(gateway: Any, certs: CertificateFiles,
+                                                  topic_root: str) -> None:
+    seen: list[str] = []
+    awaited = asyncio.Event()
+
+    async def later(message: Message) -> None:
+        awaited.set()
+
+    def callback(message: Message) -> Any:
+        seen.append(message.topic)
+        return later(message)
+
+    async with Client(client_config(gateway, certs), on_message=callback) as client:
+        assert await client.connect() is True  # already connected: nothing new happens
+        await client.subscribe([(f"{topic_root}/a", 1), f"{topic_root}/b"], qos=0)
+        await client.publish(f"{topic_root}/a", b"1", qos=1)
+        await client.publish(f"{topic_root}/b", b"2", qos=1)
+        await asyncio.wait_for(awaited.wait(), 5)
+        for _ in range(50):
+            if len(seen) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(seen) == [f"{topic_root}/a", f"{topic_root}/b"]
+        # The queue of messages() got them too.
+        assert len(await collect(client.messages(), 2)) == 2
+
+
 async def test_single_stream_mode_uses_the_control_stream(gateway: Any, certs: CertificateFiles,
                                                           topic_root: str) -> None:
     async with Client(client_config(gateway, certs, multi_stream=False)) as client:
