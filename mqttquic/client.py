@@ -366,6 +366,9 @@ class Client:
                 return transport
             if not (self.config.reconnect and self._ever_connected):
                 raise ConnectError("not connected")
+            if transport is not None and self._reconnecting is None:
+                # Closed without telling us (say, an idle timeout while closing): same as lost.
+                self._lost(transport, ConnectError("the connection closed"))
             if self._offline_waiting >= self.config.max_offline_queue:
                 raise OfflineQueueFull(
                     f"{self._offline_waiting} publishes already wait for the connection"
