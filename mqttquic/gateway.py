@@ -269,8 +269,7 @@ class _GatewayConnection(QuicConnectionProtocol):
         except (asyncio.IncompleteReadError, ConnectionError, MalformedPacket) as exc:
             logger.info("control upstream of %s ended: %s", self.peer, exc)
         finally:
-            if not self.connected.done():
-                self.connected.set_exception(ConnectionError("control connection ended"))
+            self._fail_connected("control connection ended")
             writer.close()
         # The broker closed the session: finish the control stream, then the connection.
         self.send(CONTROL_STREAM, b"", end_stream=True)
@@ -309,14 +308,18 @@ class _GatewayConnection(QuicConnectionProtocol):
         finally:
             writer.close()
 
+    def _fail_connected(self, why: str) -> None:
+        """Data streams waiting for the control CONNACK give up."""
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError(why))
+            self.connected.exception()  # retrieved here: no "never retrieved" warning
+
     def _shutdown(self) -> None:
         self._finished = True
         for relay in self.relays.values():
             relay.close()
         self.relays.clear()
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError("QUIC connection closed"))
-            self.connected.exception()  # retrieved: no "never retrieved" warning
+        self._fail_connected("QUIC connection closed")
         self.gateway._connections.discard(self)
 
 
