@@ -8,7 +8,9 @@ Measures, on loopback:
 - QoS 1 messages/s: publishes acknowledged per second with up to 100 in flight
 
 mqttquic's path is client -> QUIC -> gateway -> TCP -> mosquitto: one hop more than
-paho's client -> TCP -> mosquitto. Needs mosquitto (apt-get install mosquitto).
+paho's client -> TCP -> mosquitto. The gateway runs in a process of its own
+(``python -m mqttquic gateway``), as it would in front of a real broker; with
+``--in-process`` it shares the client's event loop instead. Needs mosquitto.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import statistics
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -26,10 +31,18 @@ import paho.mqtt.client as paho
 
 from mqttquic import Client, ConnectionConfig
 from mqttquic.brokers import embedded_broker
+from mqttquic.certs import generate_certificates
 from mqttquic.gateway import Gateway, GatewayConfig
 
 PAYLOAD = b"x" * 32
 WINDOW = 100
+
+
+def free_port_udp() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -39,10 +52,10 @@ def summary(samples: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(samples) * 1000}
 
 
-async def quic_bench(gateway: Gateway, messages: int, samples: int) -> dict[str, Any]:
+async def quic_bench(quic_port: int, ca_file: str, messages: int, samples: int) -> dict[str, Any]:
     def config(name: str) -> ConnectionConfig:
-        return ConnectionConfig(host="127.0.0.1", quic_port=gateway.quic_port,
-                                ca_file=gateway.ca_file, server_name="localhost",
+        return ConnectionConfig(host="127.0.0.1", quic_port=quic_port, ca_file=ca_file,
+                                server_name="localhost", transport="quic",
                                 device_id=f"{name}-{uuid.uuid4().hex[:6]}")
 
     out: dict[str, Any] = {}
@@ -150,14 +163,36 @@ async def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--latency-samples", type=int, default=1000)
+    parser.add_argument("--in-process", action="store_true", help="gateway in this process")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     async with embedded_broker("mosquitto") as (description, port):
-        async with Gateway(GatewayConfig(upstream_port=port, quic_port=0, tcp_port=None)) as gw:
-            quic = await quic_bench(gw, args.messages, args.latency_samples)
+        if args.in_process:
+            async with Gateway(GatewayConfig(upstream_port=port, quic_port=0, tcp_port=None)) as gw:
+                assert gw.ca_file is not None
+                quic = await quic_bench(gw.quic_port, gw.ca_file, args.messages,
+                                        args.latency_samples)
+        else:
+            with tempfile.TemporaryDirectory() as folder:
+                certs = generate_certificates(folder)
+                quic_port = free_port_udp()
+                gateway = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "mqttquic", "gateway", "--upstream",
+                    f"127.0.0.1:{port}", "--quic", f"127.0.0.1:{quic_port}", "--tcp", "off",
+                    "--cert", str(certs.cert_file), "--key", str(certs.key_file),
+                    stdout=asyncio.subprocess.PIPE)
+                try:
+                    assert gateway.stdout is not None
+                    await gateway.stdout.readline()  # listening
+                    quic = await quic_bench(quic_port, str(certs.ca_file), args.messages,
+                                            args.latency_samples)
+                finally:
+                    gateway.terminate()
+                    await gateway.wait()
         tcp = await asyncio.to_thread(paho_bench, port, args.messages, args.latency_samples)
-    print(f"broker: {description}; {args.messages} messages of {len(PAYLOAD)} B;"
-          f" {args.latency_samples} latency samples; loopback")
+    where = "in the client's process" if args.in_process else "in its own process"
+    print(f"broker: {description}; gateway {where}; {args.messages} messages of"
+          f" {len(PAYLOAD)} B; {args.latency_samples} latency samples; loopback")
     print(f"{'':34} {'mqttquic QUIC+gateway':>22} {'paho TCP':>12} {'ratio':>8}")
     rows = [
         ("QoS 1 round trip p50 (ms)", quic["latency"]["p50"], tcp["latency"]["p50"], True),
