@@ -69,6 +69,22 @@ async def test_tcp_tls_transport(gateway: Gateway, certs: CertificateFiles, topi
         assert await client.unsubscribe(f"{topic_root}/#") in ([], [0])
 
 
+@pytest.mark.parametrize("transport", ["quic", "tcp"])
+async def test_mqtt5_properties_arrive_on_both_transports(gateway: Gateway, certs: CertificateFiles,
+                                                         topic_root: str, transport: str) -> None:
+    config = client_config(gateway, certs, transport=transport, protocol_version=5)
+    props = {"content_type": "application/json", "message_expiry_interval": 60,
+             "user_property": [("unit", "celsius"), ("unit", "kelvin")]}
+    async with Client(config) as client:
+        await client.subscribe(f"{topic_root}/p", qos=1)
+        await client.publish(f"{topic_root}/p", {"t": 21}, qos=1, properties=props)
+        [message] = await collect(client.messages(), 1)
+        assert message.json() == {"t": 21}
+        assert message.properties["content_type"] == "application/json"
+        assert message.properties["user_property"] == [("unit", "celsius"), ("unit", "kelvin")]
+        assert 0 < message.properties["message_expiry_interval"] <= 60
+
+
 async def test_tcp_to_mosquittos_own_tls_listener(tmp_path: Path, certs: CertificateFiles,
                                                   topic_root: str) -> None:
     broker = Mosquitto(tmp_path / "tls-broker", tls=(certs.cert_file, certs.key_file)).start()

@@ -466,18 +466,18 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
             protocol_box[0].abort()
         raise
     except (asyncio.TimeoutError, TimeoutError):
-        await _abandon(protocol_box, context)
+        await _abandon(protocol_box)
         raise ConnectError(f"QUIC connect to {where} timed out after {config.connect_timeout} s"
                            " (no answer on UDP?)") from None
     except ConnectionError as exc:
         reason = protocol_box[0].terminated_reason if protocol_box else None
-        await _abandon(protocol_box, context)
+        await _abandon(protocol_box)
         raise ConnectError(f"QUIC connect to {where} failed: {reason or exc}") from exc
     except MQTTQUICError:
-        await _abandon(protocol_box, context)
+        await _abandon(protocol_box)
         raise
     except OSError as exc:
-        await _abandon(protocol_box, context)
+        await _abandon(protocol_box)
         raise ConnectError(f"QUIC connect to {where} failed: {exc}") from exc
     if isinstance(result, ev.ConnectFailed):
         await protocol._close_quic()
@@ -489,7 +489,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     return protocol
 
 
-async def _abandon(protocols: list[MQTTQuicAdvancedProtocol], context: Any) -> None:
+async def _abandon(protocols: list[MQTTQuicAdvancedProtocol]) -> None:
     if protocols and protocols[0]._context is not None:
         protocols[0]._closing = True
         await protocols[0]._close_quic()

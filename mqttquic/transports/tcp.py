@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -78,6 +79,18 @@ def _properties(packet_type: int, values: dict[str, Any] | None) -> Properties |
             value = list(value.items()) if isinstance(value, dict) else list(value)
         setattr(props, attribute, value)
     return props
+
+
+def _from_paho(props: Any) -> dict[str, Any]:
+    """paho Properties as our snake_case property dict (the codec's shape)."""
+    if props is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name in props.names:
+        attribute = name.replace(" ", "")
+        if hasattr(props, attribute):
+            out[re.sub(r"(?<!^)(?=[A-Z])", "_", attribute).lower()] = getattr(props, attribute)
+    return out
 
 
 class PahoTransport(Transport):
@@ -225,7 +238,8 @@ class PahoTransport(Transport):
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.on_message(Message(message.topic, bytes(message.payload), message.qos,
-                                bool(message.retain), {}, 0))
+                                bool(message.retain),
+                                _from_paho(getattr(message, "properties", None)), 0))
 
     # --- Transport ------------------------------------------------------------------------------
 
