@@ -84,6 +84,8 @@ class Client:
         self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
         # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
         self._carry: Any = None
+        # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
+        self._early: list[tuple[str, bytes, bool, dict[str, Any] | None]] = []
         self._warned_no_aioquic = False
 
     # --- connecting -------------------------------------------------------------------------
@@ -95,19 +97,36 @@ class Client:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.disconnect()
 
-    async def connect(self) -> bool:
+    async def connect(self, early_messages: Iterable[Mapping[str, Any]] = ()) -> bool:
         """Connect: QUIC first, TCP+TLS when QUIC is slow or blocked (``config.transport``).
+
+        ``early_messages`` (QoS 0 only, ``{"topic", "payload", "retain", "properties"}``)
+        are sent right behind CONNECT: with a stored ticket they ride in the 0-RTT first
+        flight, so a device that wakes to send one reading needs one round trip. 0-RTT
+        data can be replayed by an attacker, which is why only QoS 0 (and only when you
+        ask) goes there. If TCP+TLS wins the race they are published after CONNACK.
 
         Returns True. Raises ConnectionRefused when the broker refuses (no retry: the
         same credentials would be refused again) and ConnectError naming each
         transport's cause when none connects."""
+        early = [_early_message(item) for item in early_messages]
         if self.is_connected:
+            for topic, payload, retain, properties in early:
+                await self.publish(topic, payload, 0, retain, properties)
             return True
         self._closed = False
         self._fatal = None
         started = time.monotonic()
-        transport = await self._open()
+        self._early = early
+        try:
+            transport = await self._open()
+        finally:
+            self._early = []
         self._attach(transport, time.monotonic() - started)
+        if early and transport.transport_type is not TransportType.QUIC:
+            for topic, payload, retain, properties in early:
+                await transport.publish(topic, payload, 0, retain, properties)
+        self.stats.messages_sent += len(early)
         return True
 
     async def connect_quic(self) -> None:
@@ -157,7 +176,7 @@ class Client:
             handler = lambda new_ticket: tickets.save(key, new_ticket)  # noqa: E731
         transport: Transport = await quic.connect_quic(
             config, will=self.will, properties=self.connect_properties, session_ticket=ticket,
-            ticket_handler=handler, adopt=self._carry)
+            ticket_handler=handler, adopt=self._carry, early_messages=self._early)
         self._carry = None  # the new connection owns the carried flows now
         return transport
 
@@ -505,6 +524,13 @@ class Client:
     @property
     def transport_type(self) -> TransportType | None:
         return self._transport.transport_type if self._transport else None
+
+
+def _early_message(item: Mapping[str, Any]) -> tuple[str, bytes, bool, dict[str, Any] | None]:
+    if item.get("qos", 0) != 0:
+        raise ValueError("only QoS 0 messages may ride in 0-RTT data (it can be replayed)")
+    return (item["topic"], payload_bytes(item.get("payload", b"")), bool(item.get("retain")),
+            item.get("properties"))
 
 
 def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:

@@ -203,6 +203,32 @@ async def test_zero_rtt_resumption_and_ticket_file(gateway: Gateway, certs: Cert
     assert json.loads(ticket_file.read_text())["version"] == 1  # replaced by a good one
 
 
+async def test_qos0_messages_ride_in_the_0rtt_flight_when_asked(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str) -> None:
+    ticket_file = tmp_path / "tickets"
+    config = client_config(gateway, certs, session_ticket_file=str(ticket_file))
+    async with Client(client_config(gateway, certs)) as subscriber:
+        await subscriber.subscribe(f"{topic_root}/#", qos=0)
+        async with Client(config):
+            for _ in range(50):
+                if ticket_file.exists():
+                    break
+                await asyncio.sleep(0.02)
+        device = Client(config)
+        with pytest.raises(ValueError, match="only QoS 0"):
+            await device.connect(early_messages=[{"topic": "t", "payload": b"", "qos": 1}])
+        await device.connect(early_messages=[
+            {"topic": f"{topic_root}/reading", "payload": {"celsius": 20.5}},
+            {"topic": f"{topic_root}/status", "payload": "awake"}])
+        try:
+            stats = device.get_stats()
+            assert stats["zero_rtt_used"] and stats["messages_sent"] == 2
+        finally:
+            await device.disconnect()
+        got = await collect(subscriber.messages(), 2)
+        assert sorted(m.payload for m in got) == [b"awake", b'{"celsius":20.5}']
+
+
 async def test_rejected_ticket_falls_back_to_a_full_handshake(
         mosquitto: Mosquitto, certs: CertificateFiles, tmp_path: Path) -> None:
     port = free_port(socket.SOCK_DGRAM)

@@ -427,7 +427,9 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
                        properties: dict[str, Any] | None = None,
                        session_ticket: SessionTicket | None = None,
                        ticket_handler: Callable[[SessionTicket], None] | None = None,
-                       adopt: Carry | None = None) -> MQTTQuicAdvancedProtocol:
+                       adopt: Carry | None = None,
+                       early_messages: list[tuple[str, bytes, bool, dict[str, Any] | None]]
+                       | None = None) -> MQTTQuicAdvancedProtocol:
     """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
 
     Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
@@ -443,9 +445,10 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         protocol_box.append(protocol)
         return protocol
 
-    # With a ticket, CONNECT goes out in the first flight as 0-RTT data. Nothing else can:
-    # publishing waits for CONNACK, which comes after the handshake. (0-RTT data can be
-    # replayed by an attacker; CONNECT is the one packet that is safe to repeat.)
+    # With a ticket, CONNECT goes out in the first flight as 0-RTT data. By default nothing
+    # else does: 0-RTT data can be replayed by an attacker, and CONNECT is the one packet
+    # that is safe to repeat. ``early_messages`` (QoS 0 only, the caller's explicit choice)
+    # follow CONNECT in the same flight.
     context = quic_connect(config.host, config.quic_port, configuration=configuration,
                            create_protocol=create_protocol, session_ticket_handler=ticket_handler,
                            wait_connected=session_ticket is None)
@@ -456,6 +459,8 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         assert isinstance(protocol, MQTTQuicAdvancedProtocol)
         protocol._context = context
         protocol.mqtt_connect(connect_packet(config, will, properties), adopt)
+        for topic, payload, retain, props in early_messages or ():
+            protocol.mqtt_publish(topic, payload, 0, retain, props)
         return protocol, await protocol._connack
 
     try:
