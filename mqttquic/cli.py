@@ -1,4 +1,4 @@
-"""``python -m mqttquic`` / ``mqttquic``: gateway, pub, sub, demo."""
+"""``python -m mqttquic`` / ``mqttquic``: gateway, pub, sub, demo, bench."""
 
 from __future__ import annotations
 
@@ -97,6 +97,12 @@ async def _sub(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _bench(args: argparse.Namespace) -> int:
+    from .selfbench import run_selfbench
+
+    return run_selfbench()
+
+
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -129,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2))
     sub.add_argument("-C", "--count", type=int, default=0, help="stop after this many")
 
+    commands.add_parser("bench", help="time this machine's MQTT codec (both twins)")
+
     demo = commands.add_parser("demo", help="run the demo on an embedded broker")
     demo.add_argument("--broker", default="auto", choices=("auto", "amqtt", "mosquitto"))
 
@@ -140,7 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo" and not args.verbose:
         # The demo tells what happens itself (the CA's path, the fallback); -v shows the logs.
         logging.getLogger("mqttquic").setLevel(logging.ERROR)
-    handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo}[args.command]
+    handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo,
+               "bench": _bench}[args.command]
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:

@@ -61,3 +61,10 @@ def test_cli_gateway_pub_sub_and_example(mosquitto: Mosquitto, certs: Certificat
     finally:
         gateway.terminate()
         gateway.wait(10)
+
+
+def test_cli_bench_times_the_codec() -> None:
+    result = subprocess.run([sys.executable, "-m", "mqttquic", "bench"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "encode QoS 0 PUBLISH" in result.stdout and "decode stream" in result.stdout
