@@ -100,7 +100,9 @@ async def _sub(args: argparse.Namespace) -> int:
 async def _bench(args: argparse.Namespace) -> int:
     from .selfbench import run_selfbench
 
-    return run_selfbench()
+    for line in run_selfbench():
+        print(line)
+    return 0
 
 
 async def _demo(args: argparse.Namespace) -> int:

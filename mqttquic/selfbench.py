@@ -42,22 +42,24 @@ def _measure(module_name: str) -> dict[str, float]:
     }
 
 
-def run_selfbench() -> int:
+def run_selfbench() -> list[str]:
+    """Measure the loaded codec and its twin; the lines of a table for people."""
+    lines: list[str] = []
     twins = ["mqttquic._codec_py"]
     if not no_extensions():
         try:
             importlib.import_module("mqttquic._codec")
             twins.insert(0, "mqttquic._codec")
         except ImportError:
-            print("the Cython codec is not built here: pure Python only")
+            lines.append("the Cython codec is not built here: pure Python only")
     results = {name: _measure(name) for name in twins}
     labels = {"mqttquic._codec": "cython", "mqttquic._codec_py": "python"}
-    print(f"{'':44}" + "".join(f"{labels[name]:>14}" for name in twins))
+    lines.append(f"{'':44}" + "".join(f"{labels[name]:>14}" for name in twins))
     for metric in results[twins[0]]:
         cells = "".join(f"{results[name][metric] / 1e6:13.2f}M" for name in twins)
-        print(f"{metric:44}{cells}")
+        lines.append(f"{metric:44}{cells}")
     if len(twins) == 2:
         for metric in results[twins[0]]:
             ratio = results[twins[0]][metric] / results[twins[1]][metric]
-            print(f"cython / python, {metric.split(' (')[0]}: {ratio:.1f}x")
-    return 0
+            lines.append(f"cython / python, {metric.split(' (')[0]}: {ratio:.1f}x")
+    return lines
