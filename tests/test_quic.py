@@ -142,6 +142,19 @@ async def test_on_message_callback_sync_and_async(gateway: Any, certs: Certifica
         assert len(await collect(client.messages(), 2)) == 2
 
 
+async def test_unsubscribe_codes_follow_the_filters_order(gateway: Any, certs: CertificateFiles,
+                                                          topic_root: str) -> None:
+    async with Client(client_config(gateway, certs, protocol_version=5, max_streams=2)) as client:
+        subscribed = [f"{topic_root}/s{i}" for i in range(3)]
+        await client.subscribe(subscribed, qos=1)
+        filters = [subscribed[0], f"{topic_root}/never0", subscribed[1], f"{topic_root}/never1",
+                   subscribed[2]]
+        transport: Any = client._transport
+        assert len({transport._get_or_create_stream(f) for f in filters}) == 2
+        codes = await client.unsubscribe(filters)
+        assert codes == [0x00, 0x11, 0x00, 0x11, 0x00]  # Success / No subscription existed
+
+
 async def test_single_stream_mode_uses_the_control_stream(gateway: Any, certs: CertificateFiles,
                                                           topic_root: str) -> None:
     async with Client(client_config(gateway, certs, multi_stream=False)) as client:

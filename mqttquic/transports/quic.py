@@ -196,36 +196,40 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
 
     async def subscribe(self, subscriptions: list[Subscription],
                         properties: dict[str, Any] | None = None) -> list[int]:
-        # One SUBSCRIBE per stream, each filter on its own stream.
-        by_stream: dict[int, list[int]] = {}
-        for index, sub in enumerate(subscriptions):
-            self._require_session()
-            by_stream.setdefault(self._get_or_create_stream(sub.topic_filter), []).append(index)
-        results: list[int] = [0] * len(subscriptions)
-        calls = []
-        for indexes in by_stream.values():
-            stream_id, packet_id = self.mqtt_subscribe([subscriptions[i] for i in indexes],
-                                                       properties)
-            calls.append((indexes, self._wait(stream_id, packet_id)))
-        for indexes, waiter in calls:
-            codes = await waiter
-            for index, code in zip(indexes, codes):
-                results[index] = code
-        return results
+        session = self._require_session()
+
+        def request(stream_id: int, indexes: list[int]) -> int:
+            return session.subscribe([subscriptions[i] for i in indexes], channel=stream_id,
+                                     properties=properties, now=self._loop.time())
+
+        return await self._acks_per_stream([s.topic_filter for s in subscriptions], request)
 
     async def unsubscribe(self, topic_filters: list[str],
                           properties: dict[str, Any] | None = None) -> list[int]:
         session = self._require_session()
-        by_stream: dict[int, list[str]] = {}
-        for topic_filter in topic_filters:
-            by_stream.setdefault(self._get_or_create_stream(topic_filter), []).append(topic_filter)
-        codes: list[int] = []
-        for stream_id, filters in by_stream.items():
-            packet_id = session.unsubscribe(filters, channel=stream_id, properties=properties,
-                                            now=self._loop.time())
-            self._flush()
-            codes += await self._wait(stream_id, packet_id)
-        return codes
+
+        def request(stream_id: int, indexes: list[int]) -> int:
+            return session.unsubscribe([topic_filters[i] for i in indexes], channel=stream_id,
+                                       properties=properties, now=self._loop.time())
+
+        return await self._acks_per_stream(topic_filters, request)
+
+    async def _acks_per_stream(self, topic_filters: list[str],
+                               request: Callable[[int, list[int]], int]) -> list[int]:
+        """One (UN)SUBSCRIBE per stream, each filter on its own stream, all in flight at
+        once. Reason codes come back in the order of ``topic_filters`` (none at all for
+        an MQTT 3.1.1 UNSUBACK)."""
+        groups: dict[int, list[int]] = {}
+        for index, topic_filter in enumerate(topic_filters):
+            groups.setdefault(self._get_or_create_stream(topic_filter), []).append(index)
+        waiters = [(indexes, self._wait(stream_id, request(stream_id, indexes)))
+                   for stream_id, indexes in groups.items()]
+        self._flush()
+        codes: list[int | None] = [None] * len(topic_filters)
+        for indexes, waiter in waiters:
+            for index, code in zip(indexes, await waiter):
+                codes[index] = code
+        return [code for code in codes if code is not None]
 
     async def disconnect(self) -> None:
         if self._closing:
