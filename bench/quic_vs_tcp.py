@@ -30,19 +30,12 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from mqttquic import Client, ConnectionConfig
-from mqttquic.brokers import embedded_broker
+from mqttquic.brokers import embedded_broker, free_port
 from mqttquic.certs import generate_certificates
 from mqttquic.gateway import Gateway, GatewayConfig
 
 PAYLOAD = b"x" * 32
 WINDOW = 100
-
-
-def free_port_udp() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def summary(samples: list[float]) -> dict[str, float]:
@@ -175,7 +168,7 @@ async def main() -> None:
         else:
             with tempfile.TemporaryDirectory() as folder:
                 certs = generate_certificates(folder)
-                quic_port = free_port_udp()
+                quic_port = free_port(socket.SOCK_DGRAM)
                 gateway = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "mqttquic", "gateway", "--upstream",
                     f"127.0.0.1:{port}", "--quic", f"127.0.0.1:{quic_port}", "--tcp", "off",

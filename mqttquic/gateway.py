@@ -423,10 +423,6 @@ class Gateway:
             self._tmpdir = None
         logger.info("gateway stopped")
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._connections)
-
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None

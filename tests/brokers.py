@@ -13,12 +13,7 @@ from typing import Any
 
 import pytest
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from mqttquic.brokers import free_port
 
 
 def mosquitto_binary() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ def test_demo_runs_by_itself_and_exits_0() -> None:
 
 
 def test_cli_gateway_pub_sub_and_example(mosquitto: Mosquitto, certs: CertificateFiles) -> None:
-    port = free_port(kind=2)  # a free UDP port
+    port = free_port(socket.SOCK_DGRAM)
     gateway = subprocess.Popen(
         [sys.executable, "-m", "mqttquic", "gateway", "--upstream", f"127.0.0.1:{mosquitto.port}",
          "--quic", f"127.0.0.1:{port}", "--tcp", "off", "--cert", str(certs.cert_file),
