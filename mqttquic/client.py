@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any, Union
 
@@ -114,15 +114,11 @@ class Client:
             for topic, payload, retain, properties in early:
                 await self.publish(topic, payload, 0, retain, properties)
             return True
-        self._closed = False
-        self._fatal = None
-        started = time.monotonic()
         self._early = early
         try:
-            transport = await self._open()
+            transport = await self._connect_with(self._open)
         finally:
             self._early = []
-        self._attach(transport, time.monotonic() - started)
         if early and transport.transport_type is not TransportType.QUIC:
             for topic, payload, retain, properties in early:
                 await transport.publish(topic, payload, 0, retain, properties)
@@ -131,13 +127,20 @@ class Client:
 
     async def connect_quic(self) -> None:
         """MQTT over QUIC only (UDP ``quic_port``, ALPN "mqtt")."""
-        started = time.monotonic()
-        self._attach(await self._open_quic(), time.monotonic() - started)
+        await self._connect_with(self._open_quic)
 
     async def connect_tcp_fallback(self) -> None:
         """MQTT over TCP+TLS only, through paho-mqtt (``tcp_port``)."""
+        await self._connect_with(self._open_tcp)
+
+    async def _connect_with(self, opener: Callable[[], Awaitable[Transport]]) -> Transport:
+        """A connect the user asked for: the client is open again, the time is measured."""
+        self._closed = False
+        self._fatal = None
         started = time.monotonic()
-        self._attach(await self._open_tcp(), time.monotonic() - started)
+        transport = await opener()
+        self._attach(transport, time.monotonic() - started)
+        return transport
 
     def _quic_module(self) -> ModuleType | None:
         try:

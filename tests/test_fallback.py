@@ -85,6 +85,20 @@ async def test_mqtt5_properties_arrive_on_both_transports(gateway: Gateway, cert
         assert 0 < message.properties["message_expiry_interval"] <= 60
 
 
+async def test_one_client_reconnects_after_disconnect_on_either_transport(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str) -> None:
+    client = Client(client_config(gateway, certs))
+    for connect, kind in ((client.connect_tcp_fallback, "tcp_tls"), (client.connect_quic, "quic"),
+                          (client.connect, "quic")):
+        await connect()
+        assert client.get_stats()["transport"] == kind
+        await client.publish(f"{topic_root}/again", b"x", qos=1)
+        await client.disconnect()
+        with pytest.raises(ConnectError, match="disconnected"):
+            await client.publish(f"{topic_root}/again", b"x", qos=1)
+    assert client.get_stats()["messages_sent"] == 3
+
+
 async def test_tcp_to_mosquittos_own_tls_listener(tmp_path: Path, certs: CertificateFiles,
                                                   topic_root: str) -> None:
     broker = Mosquitto(tmp_path / "tls-broker", tls=(certs.cert_file, certs.key_file)).start()
