@@ -143,15 +143,16 @@ class Session:
         if channel not in self._channels:
             self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
 
-    def close_channel(self, channel: int) -> list[Publish]:
+    def close_channel(self, channel: int, now: float = 0.0) -> list[Publish]:
         """Forget a channel (its stream closed). Returns its unfinished publishes."""
         state = self._channels.pop(channel, None)
         if state is None:
             return []
         unfinished = [p for p in state.outgoing.values() if isinstance(p, Publish)]
-        self._in_flight -= sum(1 for pid in state.outgoing if not self._is_waiting(channel, pid))
+        waiting = {packet.packet_id for c, packet in self._waiting if c == channel}
+        self._in_flight -= sum(1 for packet_id in state.outgoing if packet_id not in waiting)
         self._waiting = deque(item for item in self._waiting if item[0] != channel)
-        self._release_waiting(None)
+        self._release_waiting(now)
         return unfinished
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
@@ -250,9 +251,6 @@ class Session:
             state = self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
         return state
 
-    def _is_waiting(self, channel: int, packet_id: int) -> bool:
-        return any(c == channel and p.packet_id == packet_id for c, p in self._waiting)
-
     def _send(self, channel: int, packet: Any, now: float) -> None:
         data = encode(packet, self.protocol_version)
         self.bytes_sent += len(data)
@@ -264,11 +262,11 @@ class Session:
         self.state = "closed"
         self._events.append(event)
 
-    def _release_waiting(self, now: float | None) -> None:
+    def _release_waiting(self, now: float) -> None:
         while self._waiting and self._in_flight < self.send_quota:
             channel, packet = self._waiting.popleft()
             self._in_flight += 1
-            self._send(channel, packet, now or 0.0)
+            self._send(channel, packet, now)
 
     def _complete(self, channel: int, state: _Channel, packet_id: int, reason_code: int,
                   now: float) -> None:

@@ -400,7 +400,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._connection_lost(ConnectError(f"control stream closed: {why}"))
             return
         logger.warning("data stream %d closed: %s", stream_id, why)
-        unfinished = self.session.close_channel(stream_id)
+        unfinished = self.session.close_channel(stream_id, self._loop.time())
         if stream_id in self._data_streams:
             self._data_streams.remove(stream_id)
         self.streams.pop(stream_id, None)
