@@ -218,6 +218,9 @@ class Client:
                 if exc is None:
                     for other in pending:
                         other.cancel()
+                    for other in done - {task}:  # both answered in the same instant
+                        if other.exception() is None:
+                            other.result().abort()
                     if task is tcp:
                         why = errors.get("QUIC") or f"no QUIC handshake within {config.head_start} s"
                         logger.warning("using TCP+TLS, not QUIC: %s", why)
@@ -233,8 +236,6 @@ class Client:
     def _attach(self, transport: Transport, elapsed: float | None = None) -> None:
         """Make ``transport`` the current one. ``elapsed``: seconds from starting to
         connect (the race included) to CONNACK; the transport's own time if None."""
-        transport.on_message = self._deliver
-        transport.on_lost = lambda exc: self._lost(transport, exc)
         self._transport = transport
         self._ever_connected = True
         if self._carry is not None and transport.transport_type is not TransportType.QUIC:
@@ -252,6 +253,8 @@ class Client:
             "transport_connect_time": transport.connect_time,
             "session_resumed": transport.session_resumed, "zero_rtt_used": transport.zero_rtt_used})
         self._up.set()
+        # Last: a connection that has already ended reports it from here.
+        transport.attach(self._deliver, lambda exc: self._lost(transport, exc))
         if (transport.transport_type is TransportType.TCP_TLS and self.config.transport == "auto"
                 and self.config.quic_probe_interval > 0 and self._probing is None):
             self._probing = asyncio.ensure_future(self._probe_quic())

@@ -37,13 +37,41 @@ class Transport(abc.ABC):
     transport_type: TransportType
 
     def __init__(self) -> None:
-        self.on_message: Callable[[Message], None] = lambda message: None
-        # Called once when the connection ends without disconnect() (the cause as argument).
-        self.on_lost: Callable[[BaseException], None] = lambda exc: None
+        # A broker sends a persistent session's queued messages right behind CONNACK, and
+        # the transport acknowledges them, before the client has attached its handlers:
+        # they are held here until attach(), not dropped.
+        self._held: list[Message] = []
+        self._message_handler: Callable[[Message], None] = self._held.append
+        self._lost_cause: BaseException | None = None
+        self._lost_handler: Callable[[BaseException], None] | None = None
         self.connect_time = 0.0
         self.session_present = False
         self.session_resumed = False
         self.zero_rtt_used = False
+
+    def attach(self, on_message: Callable[[Message], None],
+               on_lost: Callable[[BaseException], None]) -> None:
+        """Hand messages to ``on_message`` (those held since CONNACK first) and report the
+        end of the connection (without disconnect()) once to ``on_lost``, at once if it
+        has already ended."""
+        held, self._held = self._held, []
+        self._message_handler = on_message
+        self._lost_handler = on_lost
+        for message in held:
+            on_message(message)
+        if self._lost_cause is not None:
+            on_lost(self._lost_cause)
+
+    def on_message(self, message: Message) -> None:
+        """Transports call this for every application message they receive."""
+        self._message_handler(message)
+
+    def on_lost(self, exc: BaseException) -> None:
+        """Transports call this once when the connection ends without disconnect()."""
+        if self._lost_cause is None:
+            self._lost_cause = exc
+            if self._lost_handler is not None:
+                self._lost_handler(exc)
 
     @abc.abstractmethod
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
