@@ -81,6 +81,9 @@ class Client:
         self._offline_waiting = 0
         self._reconnecting: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
+        # The TCP+TLS transport a QUIC probe is replacing: the probe's CONNECT, with the same
+        # client id, makes the broker drop it, and that is no reason to reconnect.
+        self._handing_over: Transport | None = None
         self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
         # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
         self._carry: Any = None
@@ -264,6 +267,12 @@ class Client:
     def _lost(self, transport: Transport, exc: BaseException) -> None:
         if transport is not self._transport or self._closed:
             return
+        if transport is self._handing_over:
+            # Publishes wait for the QUIC connection; the probe reconnects if it fails.
+            logger.debug("TCP+TLS connection replaced by QUIC (%s)", exc)
+            self.stats.connected = False
+            self._up.clear()
+            return
         carry_over = getattr(transport, "carry_over", None)
         if carry_over is not None:
             self._carry = carry_over()
@@ -343,23 +352,35 @@ class Client:
                     return
                 if not current.is_connected:
                     continue
+                self._handing_over = current
                 try:
-                    quic = await self._open_quic()
-                except MQTTQUICError as exc:
-                    logger.debug("QUIC probe failed: %s", exc)
-                    continue
-                if self._closed or self._transport is not current:
-                    await quic.disconnect()
-                    continue
-                logger.info("QUIC works again: moving from TCP+TLS to QUIC")
-                await self._restore_subscriptions(quic)
-                # Subscribed on QUIC before TCP goes: nothing falls between the two.
-                self._attach(quic)
-                # Publishes still in flight on TCP fail over to QUIC (publish() retries).
-                await current.disconnect()
-                return
+                    moved = await self._move_to_quic(current)
+                finally:
+                    self._handing_over = None
+                if moved:
+                    await current.disconnect()
+                    return
+                if not current.is_connected and self._transport is current:
+                    # The broker dropped it for the probe's CONNECT, and then QUIC failed.
+                    self._lost(current, ConnectError("TCP+TLS connection closed"))
         finally:
             self._probing = None
+
+    async def _move_to_quic(self, current: Transport) -> bool:
+        try:
+            quic = await self._open_quic()
+        except MQTTQUICError as exc:
+            logger.debug("QUIC probe failed: %s", exc)
+            return False
+        if self._closed or self._transport is not current:
+            await quic.disconnect()
+            return False
+        logger.info("QUIC works again: moving from TCP+TLS to QUIC")
+        await self._restore_subscriptions(quic)
+        # Publishes cut off on TCP are sent again on QUIC (publish() retries); messages
+        # a persistent session queued meanwhile followed CONNACK and were held for us.
+        self._attach(quic)
+        return True
 
     async def disconnect(self) -> None:
         """Send DISCONNECT and close; stop reconnecting. Iterators of messages() end."""

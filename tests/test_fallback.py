@@ -191,6 +191,53 @@ async def test_fallback_moves_back_to_quic_when_it_comes_up(
             assert got[-1].stream_id != 0  # on a QUIC data stream
 
 
+async def test_moving_back_to_quic_loses_no_message_and_is_no_reconnect(
+        mosquitto: Mosquitto, certs: CertificateFiles, tls_only_gateway: Gateway,
+        topic_root: str, caplog: pytest.LogCaptureFixture) -> None:
+    # The probe's CONNECT carries the client id of the TCP+TLS session, so the broker drops
+    # that session. It was taken for a lost connection, and the reconnect that followed
+    # kicked the new QUIC connection in turn.
+    quic_port = free_port(socket.SOCK_DGRAM)
+    config = client_config(tls_only_gateway, certs, quic_port=quic_port, quic_probe_interval=0.2,
+                           client_id=f"mover-{topic_root[-6:]}", clean_start=False,
+                           multi_stream=False)
+    total = 300
+    seen: set[str] = set()
+    async with Client(config) as mover, \
+            Client(client_config(tls_only_gateway, certs, transport="tcp")) as other:
+        assert mover.transport_type is TransportType.TCP_TLS
+        await mover.subscribe(f"{topic_root}/#", qos=1)
+
+        async def count() -> None:
+            async for message in mover.messages():
+                seen.add(message.topic.rsplit("/", 1)[-1] + message.payload.decode())
+                if len(seen) == 2 * total:
+                    return
+
+        async def send(client: Client, name: str) -> None:
+            for i in range(total):
+                await client.publish(f"{topic_root}/{name}", str(i), qos=1)
+                await asyncio.sleep(0.002)
+
+        counter = asyncio.ensure_future(count())
+        senders = asyncio.gather(send(mover, "mover"), send(other, "other"))
+        await asyncio.sleep(0.1)
+        quic_config = gateway_config(mosquitto, certs)
+        quic_config.quic_port, quic_config.tcp_port = quic_port, None
+        with caplog.at_level(logging.INFO, logger="mqttquic.client"):
+            async with Gateway(quic_config):
+                await asyncio.wait_for(senders, 30)
+                await asyncio.wait([counter], timeout=10)
+                counter.cancel()
+                assert mover.transport_type is TransportType.QUIC
+        missing = {f"{name}{i}" for name in ("mover", "other") for i in range(total)} - seen
+        assert not missing, f"{len(missing)} never arrived: {sorted(missing)[:10]}"
+        assert mover.get_stats()["reconnect_count"] == 0
+        assert "moving from TCP+TLS to QUIC" in caplog.text
+        assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
+        assert "never retrieved" not in caplog.text
+
+
 async def test_zero_rtt_resumption_and_ticket_file(gateway: Gateway, certs: CertificateFiles,
                                                    tmp_path: Path) -> None:
     ticket_file = tmp_path / "tickets" / ".mqtt_session_ticket"

@@ -241,6 +241,17 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._flush()
         await self._close_quic()
 
+    async def wait_connected(self) -> None:
+        try:
+            await super().wait_connected()
+        except asyncio.CancelledError:
+            # A connect that gave up (timeout, lost race): aioquic fails its handshake
+            # future later, when the connection ends, and nobody awaits it any more; asyncio
+            # would log "Future exception was never retrieved".
+            if self._connected_waiter is not None:
+                self._connected_waiter.add_done_callback(_retrieve)
+            raise
+
     def abort(self) -> None:
         self._closing = True
         self._cancel_timer()
@@ -496,6 +507,11 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     protocol.session_present = result.session_present
     logger.info("connected over QUIC to %s in %.1f ms", where, protocol.connect_time * 1000)
     return protocol
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _abandon(protocols: list[MQTTQuicAdvancedProtocol]) -> None:
