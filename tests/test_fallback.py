@@ -126,8 +126,9 @@ async def test_blocked_udp_falls_back_to_tcp_within_the_head_start(
             elapsed = time.monotonic() - started
             assert client.transport_type is TransportType.TCP_TLS
             assert client.get_stats()["transport"] == "tcp_tls"
-    # head start 0.25 s + a loopback TCP+TLS handshake: far below the 10 s QUIC timeout.
-    assert elapsed < 2.0, elapsed
+    # Head start 0.25 s + a loopback TCP+TLS handshake, about 0.3 s: the bound only has to
+    # show that the 10 s QUIC timeout was not waited for, with room for a loaded machine.
+    assert elapsed < 5.0, elapsed
     assert "using TCP+TLS, not QUIC" in caplog.text
 
 
