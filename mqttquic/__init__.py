@@ -15,8 +15,13 @@ from .errors import (
     ConnectionRefused,
     MalformedPacket,
     MQTTQUICError,
+    OfflineQueueFull,
+    OperationTimeout,
     PacketTooLarge,
     ProtocolError,
+    PublishFailed,
+    StreamLimitReached,
+    StreamRefused,
 )
 
 if TYPE_CHECKING:
@@ -25,7 +30,6 @@ if TYPE_CHECKING:
     from .config import ConnectionConfig, ConnectionStats, TransportType
     from .gateway import Gateway, GatewayConfig
     from .message import Message
-    from .transports.base import PublishFailed
 
 __version__ = "0.1.0"
 
@@ -33,7 +37,7 @@ _LAZY = {
     "Client": "client", "MQTTQUICAdvancedClient": "client",
     "ConnectionConfig": "config", "ConnectionStats": "config", "TransportType": "config",
     "Message": "message", "Subscription": "codec", "Will": "codec",
-    "Gateway": "gateway", "GatewayConfig": "gateway", "PublishFailed": "transports.base",
+    "Gateway": "gateway", "GatewayConfig": "gateway",
 }
 
 __all__ = [
@@ -41,7 +45,8 @@ __all__ = [
     "Client", "MQTTQUICAdvancedClient", "ConnectionConfig", "ConnectionStats", "TransportType",
     "Message", "Subscription", "Will", "Gateway", "GatewayConfig",
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
-    "ConnectionRefused", "PublishFailed",
+    "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
+    "StreamRefused", "OfflineQueueFull",
 ]
 
 

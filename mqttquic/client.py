@@ -12,18 +12,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import ModuleType
 from typing import Any, Union
 
+from ._aio import within
 from .codec import Subscription, Will
 from .config import ConnectionConfig, ConnectionStats, TransportType
-from .errors import ConnectError, ConnectionRefused, MQTTQUICError
+from .errors import (
+    ConnectError,
+    ConnectionRefused,
+    MQTTQUICError,
+    OfflineQueueFull,
+    OperationTimeout,
+    PublishFailed,
+    StreamRefused,
+)
 from .message import Message, payload_bytes
+from .policy import STREAM_FAILURE_SETTLE, Backoff, PublishAttempts, refusal_is_final
 from .tickets import TicketStore
-from .transports.base import PublishFailed, StreamRefused, Transport
+from .transports.base import Transport
 
 __all__ = ["Client", "MQTTQUICAdvancedClient", "OfflineQueueFull"]
 
@@ -32,14 +42,6 @@ logger = logging.getLogger("mqttquic.client")
 SubscribeArg = Union[str, Subscription, tuple[str, int], Iterable[Union[str, Subscription, tuple[str, int]]]]
 
 _CLOSED = object()  # ends messages() iterators
-
-# CONNACK codes that another attempt cannot fix: credentials, authorization, bans, version.
-_FATAL_V311 = {1, 2, 4, 5}
-_FATAL_V5 = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C}
-
-
-class OfflineQueueFull(MQTTQUICError):
-    """Too many publishes are already waiting for the connection to come back."""
 
 
 class Client:
@@ -90,6 +92,9 @@ class Client:
         # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
         self._early: list[tuple[str, bytes, bool, dict[str, Any] | None]] = []
         self._warned_no_aioquic = False
+        self._backoff = Backoff(config.reconnect_min_delay, config.reconnect_max_delay)
+        # Ticket writes in worker threads, kept until done (disconnect() waits for them).
+        self._ticket_writes: set[asyncio.Future[Any]] = set()
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -128,22 +133,50 @@ class Client:
         self.stats.messages_sent += len(early)
         return True
 
-    async def connect_quic(self) -> None:
-        """MQTT over QUIC only (UDP ``quic_port``, ALPN "mqtt")."""
-        await self._connect_with(self._open_quic)
+    async def connect_quic(self) -> bool:
+        """MQTT over QUIC only (UDP ``quic_port``, ALPN "mqtt"). Returns True, as
+        ``connect()`` does; does nothing when the client is already connected."""
+        if not self.is_connected:
+            await self._connect_with(self._open_quic)
+        return True
 
-    async def connect_tcp_fallback(self) -> None:
-        """MQTT over TCP+TLS only, through paho-mqtt (``tcp_port``)."""
-        await self._connect_with(self._open_tcp)
+    async def connect_tcp_fallback(self) -> bool:
+        """MQTT over TCP+TLS only, through paho-mqtt (``tcp_port``). Returns True;
+        does nothing when the client is already connected."""
+        if not self.is_connected:
+            await self._connect_with(self._open_tcp)
+        return True
 
     async def _connect_with(self, opener: Callable[[], Awaitable[Transport]]) -> Transport:
         """A connect the user asked for: the client is open again, the time is measured."""
+        if self._closed:
+            # A client connected again after disconnect(): new messages() iterators must not
+            # end on the old end-of-stream marker.
+            self._drop_end_markers()
         self._closed = False
         self._fatal = None
-        started = time.monotonic()
+        await self._load_transports()
+        started = time.monotonic()  # connect_time is time to CONNACK, not import time
         transport = await opener()
         self._attach(transport, time.monotonic() - started)
         return transport
+
+    def _drop_end_markers(self) -> None:
+        kept = [item for item in _drain(self._queue) if item is not _CLOSED]
+        for item in kept:
+            self._queue.put_nowait(item)
+
+    async def _load_transports(self) -> None:
+        """Import aioquic and paho-mqtt in a worker thread, once: importing aioquic takes
+        about 0.2 s, which would otherwise stall the event loop and count as connect time."""
+        wanted = []
+        if self.config.transport != "tcp" and "mqttquic.transports.quic" not in sys.modules:
+            wanted.append(self._quic_module)
+        if self.config.transport != "quic" and "mqttquic.transports.tcp" not in sys.modules:
+            wanted.append(_import_tcp)
+        if wanted:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, lambda: [load() for load in wanted])
 
     def _quic_module(self) -> ModuleType | None:
         try:
@@ -168,7 +201,7 @@ class Client:
             return await self._open_quic()
         return await self._race()
 
-    async def _open_quic(self) -> Transport:
+    async def _open_quic(self, handshake: asyncio.Event | None = None) -> Transport:
         quic = self._quic_module()
         if quic is None:
             raise ConnectError("MQTT over QUIC needs aioquic, which is not installed")
@@ -178,11 +211,18 @@ class Client:
         if self._tickets is not None:
             tickets = self._tickets
             key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host)
-            ticket = tickets.load(key)
-            handler = lambda new_ticket: tickets.save(key, new_ticket)  # noqa: E731
+            loop = asyncio.get_running_loop()
+            # File I/O off the event loop; a ticket is offered once, then forgotten.
+            ticket = await loop.run_in_executor(None, tickets.take, key)
+
+            def handler(new_ticket: Any) -> None:
+                saving = loop.run_in_executor(None, tickets.save, key, new_ticket)
+                self._ticket_writes.add(saving)
+                saving.add_done_callback(self._ticket_writes.discard)
         transport: Transport = await quic.connect_quic(
             config, will=self.will, properties=self.connect_properties, session_ticket=ticket,
-            ticket_handler=handler, adopt=self._carry, early_messages=self._early)
+            ticket_handler=handler, adopt=self._carry, early_messages=self._early,
+            handshake=handshake)
         self._carry = None  # the new connection owns the carried flows now
         return transport
 
@@ -192,10 +232,18 @@ class Client:
         return await connect_tcp(self.config, will=self.will, properties=self.connect_properties)
 
     async def _race(self) -> Transport:
-        """QUIC, joined by TCP+TLS after the head start; the first CONNACK wins."""
+        """QUIC, joined by TCP+TLS after the head start; the first CONNACK wins.
+
+        A QUIC handshake that completed within the head start shows that QUIC works:
+        TCP+TLS is then not started for this attempt (it would only send the same
+        CONNECT twice), and QUIC alone answers within its connect timeout."""
         config = self.config
-        quic = asyncio.ensure_future(self._open_quic())
+        handshake = asyncio.Event()
+        quic = asyncio.ensure_future(self._open_quic(handshake))
         done, _ = await asyncio.wait({quic}, timeout=config.head_start)
+        if not done and handshake.is_set():
+            await asyncio.wait({quic})
+            done = {quic}
         if done:
             exc = quic.exception()
             if exc is None:
@@ -251,6 +299,7 @@ class Client:
         stats.session_resumed = transport.session_resumed
         stats.zero_rtt_used = transport.zero_rtt_used
         stats.last_activity = time.time()
+        self._backoff.connected(time.monotonic())
         self.connect_history.append({
             "transport": transport.transport_type.value, "connect_time": stats.connect_time,
             "transport_connect_time": transport.connect_time,
@@ -276,6 +325,7 @@ class Client:
         carry_over = getattr(transport, "carry_over", None)
         if carry_over is not None:
             self._carry = carry_over()
+        self._backoff.lost(time.monotonic())
         self.stats.connected = False
         self._up.clear()
         if self.config.reconnect and self._reconnecting is None:
@@ -304,15 +354,15 @@ class Client:
         attempt = 0
         try:
             while not self._closed:
-                ceiling = min(config.reconnect_max_delay, config.reconnect_min_delay * 2 ** attempt)
-                await asyncio.sleep(random.uniform(0, ceiling))  # full jitter
+                # The backoff outlives this loop: connections that die right after
+                # CONNACK keep it growing (policy.Backoff).
+                await asyncio.sleep(self._backoff.next_delay())
                 attempt += 1
                 started = time.monotonic()
                 try:
                     transport = await self._open()
                 except ConnectionRefused as exc:
-                    fatal = _FATAL_V5 if config.protocol_version == 5 else _FATAL_V311
-                    if exc.reason_code in fatal:
+                    if refusal_is_final(exc.reason_code, config.protocol_version):
                         logger.error("reconnect refused for good: %s", exc)
                         self._fail(exc)
                         return
@@ -337,7 +387,8 @@ class Client:
         if not self._subscriptions:
             return
         try:
-            codes = await transport.subscribe(list(self._subscriptions.values()))
+            codes = await within(transport.subscribe(list(self._subscriptions.values())),
+                                 self.config.operation_timeout, "restoring subscriptions")
             logger.info("restored %d subscriptions (codes %s)", len(codes), codes)
         except MQTTQUICError as exc:
             logger.warning("restoring subscriptions failed: %s", exc)
@@ -395,6 +446,8 @@ class Client:
         self._drop_carry(ConnectError("the client is disconnected"))
         self._up.set()
         self._queue.put_nowait(_CLOSED)
+        if self._ticket_writes:  # the next connect resumes from what they write
+            await asyncio.wait(set(self._ticket_writes), timeout=2.0)
 
     @property
     def is_connected(self) -> bool:
@@ -428,34 +481,52 @@ class Client:
     # --- publishing -------------------------------------------------------------------------------
 
     async def publish(self, topic: str, payload: Any = b"", qos: int = 0, retain: bool = False,
-                      properties: dict[str, Any] | None = None) -> None:
+                      properties: dict[str, Any] | None = None, *,
+                      timeout: float | None = None) -> None:
         """Publish; returns when sent (QoS 0) or acknowledged (QoS 1 and 2).
 
         ``payload`` may be bytes, str (UTF-8) or a JSON-serialisable dict/list. While the
         client reconnects, the publish waits; a QoS 1/2 publish cut off by a lost
-        connection is sent again on the next one (at least once)."""
+        connection is sent again on the next one (at least once).
+
+        Raises OperationTimeout (also a TimeoutError) when it is not done within
+        ``timeout`` seconds (default ``config.operation_timeout``) from the call, offline
+        time included; PublishFailed when the broker refuses it, when it is larger than
+        the broker's Maximum Packet Size, or when it cut off ``max_publish_attempts``
+        connections (or streams) in a row: a publish the broker will not take."""
         data = payload_bytes(payload)
-        stream_failures = 0
+        await within(self._publish(topic, data, qos, retain, properties),
+                     self.config.operation_timeout if timeout is None else timeout,
+                     f"publish to {topic!r} (QoS {qos})")
+        self.stats.messages_sent += 1
+        self.stats.last_activity = time.time()
+
+    async def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
+                       properties: dict[str, Any] | None) -> None:
+        attempts: PublishAttempts | None = None
         while True:
             transport = await self._ready()
             try:
                 await transport.publish(topic, data, qos, retain, properties)
-                break
-            except (PublishFailed, StreamRefused):
+                return
+            except (PublishFailed, StreamRefused, OperationTimeout):
                 raise
-            except ConnectError:
+            except ConnectError as exc:
                 if not self.config.reconnect or self._closed or self._fatal is not None:
                     raise
                 if transport.is_connected:
-                    # Only the stream ended (its upstream went away): a few tries on a new
-                    # stream, spaced out, while the connection itself decides its fate.
-                    stream_failures += 1
-                    if stream_failures > 5:
-                        raise
-                    await asyncio.sleep(0.05 * 2 ** stream_failures)
-                logger.info("publish to %r cut off: sending it again", topic)
-        self.stats.messages_sent += 1
-        self.stats.last_activity = time.time()
+                    # Only the stream ended. If the connection follows it within a moment,
+                    # the broker (or the path) went away: no fault of this publish.
+                    await asyncio.sleep(STREAM_FAILURE_SETTLE)
+                    if not transport.is_connected:
+                        logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+                        continue
+                if attempts is None:
+                    attempts = PublishAttempts(self.config.max_publish_attempts)
+                if not attempts.cut_off(str(exc)):
+                    logger.error("giving up a publish to %r: %s", topic, attempts.reason())
+                    raise PublishFailed(topic, None, attempts.reason()) from exc
+                logger.info("publish to %r cut off (%s): sending it again", topic, exc)
 
     async def publish_parallel(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
         """Publish concurrently: on QUIC each topic on its own stream (no head-of-line
@@ -480,24 +551,39 @@ class Client:
     # --- subscribing --------------------------------------------------------------------------
 
     async def subscribe(self, topic: SubscribeArg, qos: int = 0,
-                        properties: dict[str, Any] | None = None) -> list[int]:
+                        properties: dict[str, Any] | None = None, *,
+                        timeout: float | None = None) -> list[int]:
         """Subscribe to a filter or a list of them (str, (filter, qos) or Subscription).
 
         Returns the granted QoS (or MQTT 5 reason code) of each, in order. Granted
-        subscriptions are restored after every reconnect."""
+        subscriptions are restored after every reconnect. OperationTimeout when there
+        is no SUBACK within ``timeout`` (default ``config.operation_timeout``)."""
         subscriptions = _subscriptions(topic, qos)
-        codes = await (await self._ready()).subscribe(subscriptions, properties)
+
+        async def request() -> list[int]:
+            return await (await self._ready()).subscribe(subscriptions, properties)
+
+        codes = await within(request(), self.config.operation_timeout if timeout is None
+                             else timeout, f"subscribe to {subscriptions[0].topic_filter!r}")
         for subscription, code in zip(subscriptions, codes):
             if code < 0x80:
                 self._subscriptions[subscription.topic_filter] = subscription
         return codes
 
     async def unsubscribe(self, topic: str | Iterable[str],
-                          properties: dict[str, Any] | None = None) -> list[int]:
+                          properties: dict[str, Any] | None = None, *,
+                          timeout: float | None = None) -> list[int]:
+        """Unsubscribe; the reason codes of an MQTT 5 UNSUBACK (none for 3.1.1).
+        OperationTimeout when there is no UNSUBACK within ``timeout``."""
         filters = [topic] if isinstance(topic, str) else list(topic)
         for topic_filter in filters:
             self._subscriptions.pop(topic_filter, None)
-        return await (await self._ready()).unsubscribe(filters, properties)
+
+        async def request() -> list[int]:
+            return await (await self._ready()).unsubscribe(filters, properties)
+
+        return await within(request(), self.config.operation_timeout if timeout is None
+                            else timeout, f"unsubscribe from {filters[0]!r}")
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages, in arrival order, from the moment of connecting.
@@ -551,6 +637,20 @@ class Client:
     @property
     def transport_type(self) -> TransportType | None:
         return self._transport.transport_type if self._transport else None
+
+
+def _import_tcp() -> None:
+    try:
+        from .transports import tcp  # noqa: F401
+    except ImportError:
+        pass  # reported by the connect that needs it
+
+
+def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def _early_message(item: Mapping[str, Any]) -> tuple[str, bytes, bool, dict[str, Any] | None]:

@@ -51,6 +51,11 @@ class ConnectionConfig:
     reconnect_min_delay: float = 0.5  # backoff: exponential from here, with full jitter
     reconnect_max_delay: float = 30.0
     max_offline_queue: int = 1000  # publishes that may wait while disconnected
+    # Deadline of publish/subscribe/unsubscribe, from the call (offline waits included).
+    operation_timeout: float = 30.0
+    # Times one publish may be cut off by a dying connection (or stream) before it is
+    # given up as a publish the broker will not take (PublishFailed).
+    max_publish_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "quic", "tcp"):
@@ -63,6 +68,10 @@ class ConnectionConfig:
             raise ValueError("max_streams must be 1..9 (EMQX allows 10 streams, control included)")
         if not 0 <= self.keepalive <= 0xFFFF:
             raise ValueError("keepalive must be 0..65535 seconds")
+        if not 0 < self.operation_timeout < float("inf"):
+            raise ValueError("operation_timeout must be a positive number of seconds")
+        if self.max_publish_attempts < 1:
+            raise ValueError("max_publish_attempts must be at least 1")
 
     @property
     def effective_client_id(self) -> str:

@@ -16,6 +16,11 @@ __all__ = [
     "ProtocolError",
     "ConnectError",
     "ConnectionRefused",
+    "OperationTimeout",
+    "StreamLimitReached",
+    "StreamRefused",
+    "PublishFailed",
+    "OfflineQueueFull",
 ]
 
 
@@ -63,3 +68,39 @@ class ConnectionRefused(ConnectError):
         if message:
             text = f"{text}: {message}"
         super().__init__(text)
+
+
+class OperationTimeout(MQTTQUICError, TimeoutError):
+    """A publish, subscribe or unsubscribe was not completed within its deadline.
+
+    Also a ``TimeoutError``, so ``except TimeoutError`` catches it as it catches
+    ``asyncio.timeout``'s. The deadline counts from the call, time spent waiting for
+    a lost connection to come back included."""
+
+
+class StreamLimitReached(OperationTimeout):
+    """The QUIC server granted no stream credit for a new data stream in time."""
+
+
+class StreamRefused(ConnectError):
+    """The server refused a QUIC data stream for good (too many streams): no retry."""
+
+
+class PublishFailed(MQTTQUICError):
+    """A publish that will not succeed: the broker answered it with a failure reason
+    code (MQTT 5), it is larger than the broker accepts, or every attempt to send it
+    ended the connection (or its stream).
+
+    ``reason_code`` is the MQTT 5 reason code where there is one (0x95 for a packet
+    too large), else None."""
+
+    def __init__(self, topic: str, reason_code: int | None, reason: str) -> None:
+        self.topic = topic
+        self.reason_code = reason_code
+        self.reason = reason
+        code = f" (0x{reason_code:02X})" if reason_code is not None else ""
+        super().__init__(f"publish to {topic!r} failed: {reason}{code}")
+
+
+class OfflineQueueFull(MQTTQUICError):
+    """Too many publishes are already waiting for the connection to come back."""

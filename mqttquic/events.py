@@ -7,7 +7,7 @@ from typing import Any
 __all__ = [
     "Event", "Connected", "ConnectFailed", "MessageReceived", "PublishCompleted",
     "SubscribeCompleted", "UnsubscribeCompleted", "PongReceived", "ServerDisconnected",
-    "KeepaliveTimeout", "ProtocolViolation",
+    "KeepaliveTimeout", "ProtocolViolation", "ChannelFailed",
 ]
 
 
@@ -115,3 +115,16 @@ class ProtocolViolation(Event):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+
+
+class ChannelFailed(Event):
+    """A data channel (QUIC data stream) ended by the broker: a DISCONNECT or a malformed
+    packet on it. The channel is forgotten; the connection and its other channels go on.
+    ``unfinished``: the QoS 1/2 publishes it was still carrying."""
+
+    __slots__ = _fields = ("channel", "reason", "unfinished")
+
+    def __init__(self, channel: int, reason: str, unfinished: list[Any]) -> None:
+        self.channel = channel
+        self.reason = reason
+        self.unfinished = unfinished

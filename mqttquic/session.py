@@ -37,7 +37,7 @@ from .codec import (
     encode,
 )
 from .enums import PacketType
-from .errors import MalformedPacket, MQTTQUICError
+from .errors import MalformedPacket, MQTTQUICError, PublishFailed
 from .reason_codes import reason_code_name
 
 __all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds"]
@@ -96,7 +96,11 @@ class Session:
         self.connack_properties: dict[str, Any] = {}
         # The broker's Receive Maximum: QoS 1/2 publishes in flight at once (MQTT 5).
         self.send_quota = 65535
+        # The broker's Maximum Packet Size (MQTT 5 CONNACK): larger publishes are refused
+        # here, before they reach a broker that would disconnect for them.
+        self.server_max_packet_size: int | None = None
         self._channels: dict[int, _Channel] = {}
+        self._closed_channels: set[int] = set()
         self._waiting: deque[tuple[int, Publish]] = deque()
         self._in_flight = 0
         self._out: list[tuple[int, bytes]] = []
@@ -140,12 +144,15 @@ class Session:
         self._send(CONTROL, self.connect_packet, now)
 
     def open_channel(self, channel: int) -> None:
+        self._closed_channels.discard(channel)
         if channel not in self._channels:
             self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
 
     def close_channel(self, channel: int, now: float = 0.0) -> list[Publish]:
         """Forget a channel (its stream closed). Returns its unfinished publishes."""
         state = self._channels.pop(channel, None)
+        if channel != CONTROL:
+            self._closed_channels.add(channel)  # QUIC never reuses a stream id
         if state is None:
             return []
         unfinished = [p for p in state.outgoing.values() if isinstance(p, Publish)]
@@ -163,11 +170,14 @@ class Session:
         if qos not in (0, 1, 2):
             raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
         if not qos:
-            self._send(channel, Publish(topic, payload, 0, retain, False, None, properties), now)
+            packet = Publish(topic, payload, 0, retain, False, None, properties)
+            self._check_size(packet)
+            self._send(channel, packet, now)
             return None
         state = self._channel(channel)
         packet_id = state.allocate_id()
         packet = Publish(topic, payload, qos, retain, False, packet_id, properties)
+        self._check_size(packet)
         state.outgoing[packet_id] = packet
         if self._in_flight < self.send_quota:
             self._in_flight += 1
@@ -224,19 +234,22 @@ class Session:
         if self.state == "closed":
             return
         self.bytes_received += len(data)
+        if channel in self._closed_channels:
+            return  # the rest of a data channel that was closed: nobody reads it
         state = self._channel(channel)
         try:
             packets = state.decoder.feed(data)
         except MalformedPacket as exc:
-            # Handle what arrived intact before the bad packet, then give up the connection.
+            # Handle what arrived intact before the bad packet, then give up the channel
+            # (a data stream) or the connection (the control channel).
             for packet in exc.packets:
                 self._handle(channel, state, packet, now)
             logger.error("malformed packet from the broker on channel %d: %s", channel, exc)
-            self._close(ev.ProtocolViolation(f"malformed packet: {exc}"))
+            self._fail(channel, f"malformed packet: {exc}", ev.ProtocolViolation, now)
             return
         for packet in packets:
             self._handle(channel, state, packet, now)
-            if self.state == "closed":
+            if self.state == "closed" or channel not in self._channels:
                 return
 
     # --- internals -------------------------------------------------------------------------
@@ -244,6 +257,14 @@ class Session:
     def _check_open(self) -> None:
         if self.state == "closed":
             raise SessionClosed("the session is closed")
+
+    def _check_size(self, packet: Publish) -> None:
+        limit = self.server_max_packet_size
+        if limit is not None:
+            size = len(encode(packet, self.protocol_version))
+            if size > limit:
+                raise PublishFailed(packet.topic, 0x95, f"Packet too large: {size} bytes, the"
+                                    f" broker accepts at most {limit} (CONNACK Maximum Packet Size)")
 
     def _channel(self, channel: int) -> _Channel:
         state = self._channels.get(channel)
@@ -262,6 +283,17 @@ class Session:
         self.state = "closed"
         self._events.append(event)
 
+    def _fail(self, channel: int, reason: str, control_event: type[ev.ProtocolViolation],
+              now: float = 0.0) -> None:
+        """The broker broke ``channel``: a data channel ends alone, the control channel
+        ends the connection."""
+        if channel == CONTROL:
+            self._close(control_event(reason))
+            return
+        logger.warning("broker ended data channel %d: %s", channel, reason)
+        unfinished = self.close_channel(channel, now)
+        self._events.append(ev.ChannelFailed(channel, reason, unfinished))
+
     def _release_waiting(self, now: float) -> None:
         while self._waiting and self._in_flight < self.send_quota:
             channel, packet = self._waiting.popleft()
@@ -275,9 +307,9 @@ class Session:
         self._events.append(ev.PublishCompleted(channel, packet_id, reason_code))
         self._release_waiting(now)
 
-    def _violation(self, reason: str) -> None:
+    def _violation(self, reason: str, channel: int = CONTROL, now: float = 0.0) -> None:
         logger.error("protocol violation by the broker: %s", reason)
-        self._close(ev.ProtocolViolation(reason))
+        self._fail(channel, reason, ev.ProtocolViolation, now)
 
     def _handle(self, channel: int, state: _Channel, packet: Any, now: float) -> None:
         kind = type(packet)
@@ -332,10 +364,14 @@ class Session:
             self._handle_connack(packet, now)
         elif kind is Disconnect:
             name = reason_code_name(packet.reason_code, PacketType.DISCONNECT)
+            if channel != CONTROL:
+                self._fail(channel, f"broker disconnected: {name} (0x{packet.reason_code:02X})",
+                           ev.ProtocolViolation, now)
+                return
             logger.warning("broker disconnected: %s (0x%02X)", name, packet.reason_code)
             self._close(ev.ServerDisconnected(packet.reason_code, name, packet.properties))
         else:
-            self._violation(f"a client does not receive {kind.__name__.upper()}")
+            self._violation(f"a client does not receive {kind.__name__.upper()}", channel, now)
 
     def _handle_connack(self, packet: Connack, now: float) -> None:
         if self.state != "connecting":
@@ -349,6 +385,7 @@ class Session:
         self.session_present = packet.session_present
         self.connack_properties = packet.properties
         self.send_quota = packet.properties.get("receive_maximum", 65535)
+        self.server_max_packet_size = packet.properties.get("maximum_packet_size")
         if "server_keep_alive" in packet.properties:
             self.keepalive = float(packet.properties["server_keep_alive"])
         self._events.append(ev.Connected(packet.session_present, packet.properties))
@@ -398,7 +435,7 @@ class Session:
             elif alias in state.aliases:
                 packet.topic = state.aliases[alias]
             else:
-                self._violation(f"unknown topic alias {alias}")
+                self._violation(f"unknown topic alias {alias}", channel, now)
                 return
         packet_id = packet.packet_id
         if packet_id is None:

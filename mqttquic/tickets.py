@@ -6,6 +6,14 @@ tampered file cannot run code. Writes are atomic (a temporary file renamed over
 the old one) with mode 0600. An expired entry is ignored; a corrupt or
 unreadable file is logged and replaced, never fatal: the next connection simply
 does a full handshake.
+
+A ticket is a credential: TLS 1.3 resumption authenticates the server by the
+ticket's secret, not by its certificate. So a file that another user owns or may
+write is ignored (with a warning), as a planted ticket would let a server the
+client would otherwise refuse receive its CONNECT and password; a file larger
+than any real one is ignored too; and a ticket is used once (``take``). The
+client calls this class from a worker thread, off the event loop; a lock keeps
+the read-modify-write of concurrent connections whole.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import datetime
 import json
 import logging
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +38,8 @@ __all__ = ["TicketStore"]
 logger = logging.getLogger("mqttquic.tickets")
 
 _VERSION = 1
+# A file holds one small entry per server; anything this large was not written by us.
+MAX_FILE_SIZE = 256 * 1024
 
 
 def _b64(data: bytes) -> str:
@@ -73,18 +85,33 @@ class TicketStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
 
     @staticmethod
     def key(host: str, port: int, server_name: str) -> str:
         return f"{host}:{port}:{server_name}"
 
+    def _warn_once(self, why: str) -> None:
+        if why not in self._warned:
+            self._warned.add(why)
+            logger.warning("session ticket file %s %s: full handshake", self.path, why)
+
     def _read(self) -> dict[str, Any]:
         try:
-            raw = self.path.read_bytes()
+            with open(self.path, "rb") as handle:
+                problem = _untrusted(os.fstat(handle.fileno()))
+                if problem:
+                    self._warn_once(f"ignored: {problem}")
+                    return {}
+                raw = handle.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
             return {}
         except OSError as exc:
             logger.warning("cannot read session ticket file %s (%s): full handshake", self.path, exc)
+            return {}
+        if len(raw) > MAX_FILE_SIZE:
+            self._warn_once(f"ignored: larger than {MAX_FILE_SIZE} bytes")
             return {}
         try:
             data = json.loads(raw)
@@ -101,7 +128,22 @@ class TicketStore:
 
     def load(self, key: str) -> SessionTicket | None:
         """The stored ticket for ``key``, if it is there, readable and not expired."""
-        entry = self._read().get(key)
+        with self._lock:
+            entry = self._read().get(key)
+        return self._ticket(key, entry)
+
+    def take(self, key: str) -> SessionTicket | None:
+        """``load``, and remove the entry: a ticket is offered once (a server may accept
+        each only once, and 0-RTT data sent under a reused ticket is easier to replay).
+        The connection that uses it stores the server's next ticket."""
+        with self._lock:
+            entries = self._read()
+            entry = entries.pop(key, None)
+            if entry is not None:
+                self._write(entries)
+        return self._ticket(key, entry)
+
+    def _ticket(self, key: str, entry: Any) -> SessionTicket | None:
         if entry is None:
             return None
         try:
@@ -117,23 +159,30 @@ class TicketStore:
         return ticket
 
     def save(self, key: str, ticket: SessionTicket) -> None:
-        """Store ``ticket`` for ``key`` (atomically, mode 0600); expired entries are dropped."""
-        entries = self._read()
-        now = datetime.datetime.now(datetime.timezone.utc)
-        for other, entry in list(entries.items()):
-            try:
-                if datetime.datetime.fromisoformat(entry["not_valid_after"]) <= now:
+        """Store ``ticket`` for ``key`` (atomically, mode 0600); expired entries are dropped.
+
+        An untrusted file is replaced by one of ours."""
+        with self._lock:
+            entries = self._read()
+            now = datetime.datetime.now(datetime.timezone.utc)
+            for other, entry in list(entries.items()):
+                try:
+                    if datetime.datetime.fromisoformat(entry["not_valid_after"]) <= now:
+                        del entries[other]
+                except (KeyError, TypeError, ValueError):
                     del entries[other]
-            except (KeyError, TypeError, ValueError):
-                del entries[other]
-        entries[key] = ticket_to_dict(ticket)
+            entries[key] = ticket_to_dict(ticket)
+            self._write(entries)
+
+    def _write(self, entries: dict[str, Any]) -> None:
         payload = json.dumps({"version": _VERSION, "tickets": entries}, indent=1, sort_keys=True)
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=folder)
             try:
-                os.fchmod(fd, 0o600)
+                if hasattr(os, "fchmod"):  # mkstemp already creates 0600 files
+                    os.fchmod(fd, 0o600)
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
                     handle.write(payload)
                     handle.flush()
@@ -146,3 +195,15 @@ class TicketStore:
         except OSError as exc:
             logger.warning("cannot write session ticket file %s: %s", self.path, exc)
 
+
+
+def _untrusted(status: os.stat_result) -> str:
+    """Why a ticket file with this status must not be trusted, or ""."""
+    if not stat.S_ISREG(status.st_mode):
+        return "is not a regular file"
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None and status.st_uid != getuid():
+        return f"is owned by uid {status.st_uid}, not by this user"
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by others (mode {stat.S_IMODE(status.st_mode):04o})"
+    return ""

@@ -24,6 +24,7 @@ from mqttquic.codec import (
     Subscription,
     Unsuback,
 )
+from mqttquic.errors import PublishFailed
 from mqttquic.session import CONTROL, Session, SessionClosed
 
 DATA = 4  # a data stream's channel id
@@ -213,12 +214,55 @@ def test_server_keep_alive_overrides() -> None:
 def test_malformed_packet_keeps_earlier_messages_then_closes() -> None:
     session = connected()
     good = codec.encode(Publish("ok", b"1"))
-    session.receive_data(DATA, good + b"\x30\x03\x00\x01#", 1.0)
+    session.receive_data(CONTROL, good + b"\x30\x03\x00\x01#", 1.0)
     events = session.events()
-    assert events[0] == ev.MessageReceived(Publish("ok", b"1"), DATA)
+    assert events[0] == ev.MessageReceived(Publish("ok", b"1"), CONTROL)
     assert isinstance(events[1], ev.ProtocolViolation)
     assert "[MQTT-3.3.2-2]" in events[1].reason
     assert session.state == "closed"
+
+
+def test_malformed_packet_on_a_data_channel_ends_that_channel_only() -> None:
+    session = connected()
+    pid = session.publish("t", b"1", qos=1, channel=DATA)
+    session.publish("u", b"2", qos=1, channel=8)
+    session.data_to_send()
+    good = codec.encode(Publish("ok", b"1"))
+    session.receive_data(DATA, good + b"\x30\x03\x00\x01#", 1.0)
+    events = session.events()
+    assert events[0] == ev.MessageReceived(Publish("ok", b"1"), DATA)
+    assert isinstance(events[1], ev.ChannelFailed) and events[1].channel == DATA
+    assert "[MQTT-3.3.2-2]" in events[1].reason
+    assert [p.packet_id for p in events[1].unfinished] == [pid]
+    assert session.state == "connected"
+    # The rest of the broken channel is ignored; the other channel carries on.
+    session.receive_data(DATA, codec.encode(Puback(pid)), 1.1)
+    feed(session, 8, Puback(1))
+    assert session.events() == [ev.PublishCompleted(8, 1, 0)]
+
+
+def test_disconnect_on_a_data_channel_ends_that_channel_only() -> None:
+    session = connected(5)
+    session.publish("big", b"x", qos=1, channel=DATA)
+    session.data_to_send()
+    feed(session, DATA, Disconnect(0x95), 5)
+    [event] = session.events()
+    assert isinstance(event, ev.ChannelFailed)
+    assert event.reason == "broker disconnected: Packet too large (0x95)"
+    assert [p.topic for p in event.unfinished] == ["big"]
+    assert session.state == "connected"
+    session.publish("t", b"ok", qos=1, channel=8)
+    assert [p.topic for _, p in sent(session, 5)] == ["t"]
+
+
+def test_publish_larger_than_the_brokers_maximum_packet_size_is_refused_before_sending() -> None:
+    session = connected(5, maximum_packet_size=64)
+    with pytest.raises(PublishFailed, match="Packet too large: 1[0-9]{2} bytes.*at most 64") as info:
+        session.publish("t", b"x" * 100, qos=1, channel=DATA)
+    assert info.value.reason_code == 0x95 and info.value.topic == "t"
+    assert sent(session, 5) == [] and session.in_flight == 0
+    assert session.publish("t", b"x" * 20, qos=0, channel=DATA) is None
+    assert len(sent(session, 5)) == 1
 
 
 def test_server_disconnect_v5() -> None:
@@ -260,7 +304,7 @@ def test_topic_alias_from_server() -> None:
     assert [e.packet.topic for e in session.events()] == ["long/topic", "long/topic"]
     feed(session, DATA, Publish("", b"3", properties={"topic_alias": 2}), 5)
     [event] = session.events()
-    assert isinstance(event, ev.ProtocolViolation)
+    assert isinstance(event, ev.ChannelFailed) and "unknown topic alias 2" in event.reason
 
 
 def test_unacknowledged_lists_publishes_and_pubrels() -> None:

@@ -8,27 +8,15 @@ from typing import Any
 
 from ..codec import Subscription
 from ..config import TransportType
-from ..errors import ConnectError, MQTTQUICError
+from ..errors import PublishFailed, StreamRefused
 from ..message import Message
 
+# PublishFailed and StreamRefused live in errors; they are re-exported here, where they began.
 __all__ = ["Transport", "PublishFailed", "StreamRefused"]
 
 # QUIC application error code with which a server refuses a stream for good
 # (the gateway: more data streams than it allows).
 STREAM_LIMIT_ERROR = 0x101
-
-
-class PublishFailed(MQTTQUICError):
-    """The broker answered a QoS 1/2 PUBLISH with a failure reason code (MQTT 5)."""
-
-    def __init__(self, topic: str, reason_code: int, reason_name: str) -> None:
-        self.topic = topic
-        self.reason_code = reason_code
-        super().__init__(f"publish to {topic!r} failed: {reason_name} (0x{reason_code:02X})")
-
-
-class StreamRefused(ConnectError):
-    """The server refused a QUIC data stream for good (too many streams): no retry."""
 
 
 class Transport(abc.ABC):

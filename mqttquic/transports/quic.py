@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 import time
 import zlib
@@ -34,11 +35,19 @@ from aioquic.tls import SessionTicket
 from .. import events as ev
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
-from ..errors import ConnectError, ConnectionRefused, MQTTQUICError
+from ..enums import PacketType
+from ..errors import (
+    ConnectError,
+    ConnectionRefused,
+    MQTTQUICError,
+    PublishFailed,
+    StreamLimitReached,
+    StreamRefused,
+)
 from ..message import Message
 from ..reason_codes import reason_code_name
 from ..session import Session
-from .base import STREAM_LIMIT_ERROR, PublishFailed, StreamRefused, Transport
+from .base import STREAM_LIMIT_ERROR, Transport
 
 __all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
 
@@ -61,9 +70,33 @@ def quic_configuration(config: ConnectionConfig) -> QuicConfiguration:
     )
     if config.ca_file and not config.insecure:
         configuration.load_verify_locations(cafile=config.ca_file)
+    elif not config.insecure:
+        _use_system_trust_store(configuration)
     if config.certfile:
         configuration.load_cert_chain(config.certfile, config.keyfile)
     return configuration
+
+
+def _use_system_trust_store(configuration: QuicConfiguration) -> None:
+    """Trust what TCP+TLS trusts (``SSLContext.load_default_certs``): aioquic alone
+    would use certifi's bundle, and a private CA installed system-wide would then send
+    every connection to TCP+TLS."""
+    paths = ssl.get_default_verify_paths()  # honours SSL_CERT_FILE / SSL_CERT_DIR
+    cafile = paths.cafile if paths.cafile and os.path.isfile(paths.cafile) else None
+    capath = paths.capath if paths.capath and os.path.isdir(paths.capath) else None
+    if cafile or capath:
+        configuration.load_verify_locations(cafile=cafile, capath=capath)
+        return
+    # Windows and macOS keep their roots outside OpenSSL's paths: take what ssl loads.
+    context = ssl.create_default_context()
+    pem = "".join(ssl.DER_cert_to_PEM_cert(der)
+                  for der in context.get_ca_certs(binary_form=True))
+    if pem:
+        configuration.load_verify_locations(cadata=pem.encode("ascii"))
+
+
+# Longest wait for QUIC stream credit (MAX_STREAMS) before a new data stream gives up.
+STREAM_CREDIT_WAIT = 5.0
 
 
 def connect_packet(config: ConnectionConfig, will: Will | None = None,
@@ -98,6 +131,12 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._lost = False
         self.terminated_reason: str | None = None
         self.handshake: HandshakeCompleted | None = None
+        # Set when the QUIC handshake completes (the client's race then skips TCP+TLS).
+        self.handshake_event: asyncio.Event | None = None
+        self._idle_ping: asyncio.TimerHandle | None = None
+        self._ping_uid = 0
+        # Background close of a refused connection (kept so it is not collected).
+        self._closer: asyncio.Task[None] | None = None
 
     # --- aioquic events -----------------------------------------------------------------
 
@@ -108,15 +147,20 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
                 self._after_session()
             if event.end_stream and event.stream_id != self.control_stream:
                 self._stream_closed(event.stream_id, "the server finished the stream")
+                self._end_our_side(event.stream_id, reset=False)
         elif isinstance(event, StreamReset):
             self._stream_closed(event.stream_id, f"the server reset it (code {event.error_code:#x})",
                                 event.error_code)
+            self._end_our_side(event.stream_id, reset=True)
         elif isinstance(event, HandshakeCompleted):
             self.handshake = event
             self.session_resumed = event.session_resumed
             self.zero_rtt_used = event.early_data_accepted
             logger.debug("QUIC handshake done (resumed=%s, 0-RTT accepted=%s)",
                          event.session_resumed, event.early_data_accepted)
+            if self.handshake_event is not None:
+                self.handshake_event.set()
+            self._schedule_idle_ping()
         elif isinstance(event, ConnectionTerminated):
             self.terminated_reason = event.reason_phrase or f"error code {event.error_code}"
             if not self._closing:
@@ -141,14 +185,28 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._flush()
 
     def mqtt_publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                     properties: dict[str, Any] | None = None) -> tuple[int, int | None]:
+                     properties: dict[str, Any] | None = None,
+                     stream_id: int | None = None) -> tuple[int, int | None]:
         """Queue a PUBLISH on the topic's stream: ``(stream_id, packet_id)``."""
         session = self._require_session()
-        stream_id = self._get_or_create_stream(topic)
+        if stream_id is None:
+            stream_id = self._get_or_create_stream(self._route(topic, qos))
         packet_id = session.publish(topic, payload, qos, retain, properties, channel=stream_id,
                                     now=self._loop.time())
         self._flush()
         return stream_id, packet_id
+
+    def _route(self, topic: str, qos: int = 0) -> str | None:
+        """The key of the stream a publish or subscription rides: ``topic``, or None for
+        the control stream.
+
+        EMQX data streams are clean sessions: with ``clean_start`` false, what has to
+        survive a reconnect (subscriptions, and QoS 2 publishes, whose exactly-once
+        state the broker keeps per session) rides the control stream, whose session
+        persists. QoS 0/1 publishes keep their own streams: a cut one is sent again."""
+        if not self.config.clean_start and qos == 2:
+            return None
+        return topic
 
     def mqtt_subscribe(self, subscriptions: list[Subscription],
                        properties: dict[str, Any] | None = None) -> tuple[int, int]:
@@ -162,15 +220,24 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._flush()
         return stream_id, packet_id
 
-    def _get_or_create_stream(self, topic: str) -> int:
-        """The stream for ``topic``: its own while the pool has room, then shared by hash."""
+    def _get_or_create_stream(self, topic: str | None) -> int:
+        """The stream for ``topic``: its own while the pool has room, then shared by hash.
+
+        ``topic`` None is the control stream. Raises _NoStreamCredit when a new stream
+        is needed and the server has granted no room for it (and no data stream is
+        open to share)."""
         assert self.control_stream is not None
-        if not self.config.multi_stream:
+        if not self.config.multi_stream or topic is None:
             return self.control_stream
         stream_id = self._topic_streams.get(topic)
         if stream_id is not None:
             return stream_id
-        if len(self._data_streams) < self.config.max_streams:
+        if len(self._data_streams) < self.config.max_streams and not self._stream_credit():
+            if not self._data_streams:
+                raise _NoStreamCredit
+            # The server allows fewer streams than our pool: share the open ones.
+            stream_id = self._data_streams[zlib.crc32(topic.encode("utf-8")) % len(self._data_streams)]
+        elif len(self._data_streams) < self.config.max_streams:
             stream_id = self._quic.get_next_available_stream_id()
             # aioquic reserves an id only once something is written: write nothing now,
             # so the next call cannot hand out the same id.
@@ -183,16 +250,46 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._topic_streams[topic] = stream_id
         return stream_id
 
+    def _stream_credit(self) -> bool:
+        """Whether the server lets us open one more bidirectional stream now. Before the
+        handshake its limit is unknown (0-RTT): streams wait inside aioquic until then."""
+        if self.handshake is None:
+            return True
+        next_id = self._quic.get_next_available_stream_id()
+        return next_id // 4 < self._quic._remote_max_streams_bidi
+
+    async def _stream_for(self, topic: str | None) -> int:
+        """``_get_or_create_stream``, waiting (bounded) for stream credit when the server
+        has none to give yet: streams closed a moment ago free theirs one round trip
+        later, when their end reaches the server. StreamLimitReached after the wait."""
+        waited = 0.0
+        limit = min(STREAM_CREDIT_WAIT, self.config.operation_timeout)
+        while True:
+            try:
+                return self._get_or_create_stream(topic)
+            except _NoStreamCredit:
+                if waited >= limit:
+                    raise StreamLimitReached(
+                        f"the server granted no QUIC stream credit within {limit:g} s: it allows"
+                        f" {self._quic._remote_max_streams_bidi} bidirectional streams, and"
+                        " they are all opened") from None
+                await asyncio.sleep(0.02)
+                waited += 0.02
+                self._require_session()
+
     # --- Transport interface ----------------------------------------------------------------
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                       properties: dict[str, Any] | None = None) -> None:
-        stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties)
+        self._require_session()
+        stream_id = await self._stream_for(self._route(topic, qos))
+        stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties,
+                                                 stream_id)
         if packet_id is None:
             return
         code: int = await self._wait(stream_id, packet_id)
         if code >= 0x80:
-            raise PublishFailed(topic, code, reason_code_name(code))
+            raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],
                         properties: dict[str, Any] | None = None) -> list[int]:
@@ -220,8 +317,10 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         once. Reason codes come back in the order of ``topic_filters`` (none at all for
         an MQTT 3.1.1 UNSUBACK)."""
         groups: dict[int, list[int]] = {}
+        persistent = not self.config.clean_start  # subscriptions live on the control stream
         for index, topic_filter in enumerate(topic_filters):
-            groups.setdefault(self._get_or_create_stream(topic_filter), []).append(index)
+            stream_id = await self._stream_for(None if persistent else topic_filter)
+            groups.setdefault(stream_id, []).append(index)
         waiters = [(indexes, self._wait(stream_id, request(stream_id, indexes)))
                    for stream_id, indexes in groups.items()]
         self._flush()
@@ -255,6 +354,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
     def abort(self) -> None:
         self._closing = True
         self._cancel_timer()
+        self._cancel_idle_ping()
         self.close(reason_phrase="closed by the client")
         self._fail_waiters(ConnectError("connection closed"))
         if self._transport is not None:
@@ -262,6 +362,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
 
     async def _close_quic(self) -> None:
         self._cancel_timer()
+        self._cancel_idle_ping()
         self._fail_waiters(ConnectError("connection closed"))
         if self._context is not None:
             context, self._context = self._context, None
@@ -340,6 +441,35 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._mqtt_timer.cancel()
             self._mqtt_timer = None
 
+    def _schedule_idle_ping(self) -> None:
+        """Keep the connection alive within the negotiated QUIC idle timeout.
+
+        That timeout is the smaller of the two peers' (MsQuic servers advertise 30 s,
+        some less), and can be shorter than the MQTT keepalive, whose PINGREQs would
+        then come too late: between them, a QUIC PING (answered by an ACK, which
+        restarts both idle timers) goes out every third of the timeout."""
+        remote = self._quic._remote_max_idle_timeout
+        ours = self._quic._configuration.idle_timeout
+        keepalive = self.config.keepalive
+        if remote is None or (remote >= ours and keepalive and keepalive <= remote / 2):
+            return  # our own timeout is 1.5 x keepalive: PINGREQs keep it alive
+        interval = max(0.2, min(remote, ours) / 3)
+        self._idle_ping = self._loop.call_later(interval, self._send_idle_ping, interval)
+
+    def _send_idle_ping(self, interval: float) -> None:
+        self._idle_ping = None
+        if self._lost or self._closing:
+            return
+        self._ping_uid += 1
+        self._quic.send_ping(self._ping_uid)
+        self.transmit()
+        self._idle_ping = self._loop.call_later(interval, self._send_idle_ping, interval)
+
+    def _cancel_idle_ping(self) -> None:
+        if self._idle_ping is not None:
+            self._idle_ping.cancel()
+            self._idle_ping = None
+
     def _on_mqtt_timer(self) -> None:
         self._mqtt_timer = None
         if self.session is not None:
@@ -367,6 +497,9 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
                 self._connack.set_result(event)
         elif isinstance(event, ev.KeepaliveTimeout):
             self._connection_lost(ConnectError(f"no PINGRESP for {event.waited:.1f} s"))
+        elif isinstance(event, ev.ChannelFailed):
+            self._stream_closed(event.channel, event.reason, closed_by_session=True)
+            self._end_our_side(event.channel, reset=True)
         elif isinstance(event, ev.ProtocolViolation):
             self._connection_lost(ConnectError(f"protocol violation: {event.reason}"))
         elif isinstance(event, ev.ServerDisconnected):
@@ -404,14 +537,34 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._connack.set_exception(exc)
             self._connack.exception()
 
-    def _stream_closed(self, stream_id: int, why: str, error_code: int | None = None) -> None:
+    def _end_our_side(self, stream_id: int, reset: bool) -> None:
+        """The server ended a data stream: end our sending side too. A half-open stream
+        keeps counting against the server's stream limit (EMQX: 10), and once they are
+        all used no new stream can open."""
+        if stream_id == self.control_stream or self._lost:
+            return
+        try:
+            if reset:
+                self._quic.reset_stream(stream_id, 0)
+                self._quic.stop_stream(stream_id, 0)
+            else:
+                self._quic.send_stream_data(stream_id, b"", end_stream=True)
+        except (AssertionError, ValueError):
+            return  # ended already (or never opened on our side)
+        self._transmit_soon()
+
+    def _stream_closed(self, stream_id: int, why: str, error_code: int | None = None, *,
+                       closed_by_session: bool = False) -> None:
         if self.session is None or self._closing:
             return
         if stream_id == self.control_stream:
             self._connection_lost(ConnectError(f"control stream closed: {why}"))
             return
-        logger.warning("data stream %d closed: %s", stream_id, why)
-        unfinished = self.session.close_channel(stream_id, self._loop.time())
+        if stream_id not in self.streams and not closed_by_session:
+            return  # already closed (say, the broker's DISCONNECT came before the reset)
+        logger.info("data stream %d closed: %s", stream_id, why)
+        unfinished = [] if closed_by_session else self.session.close_channel(stream_id,
+                                                                             self._loop.time())
         if stream_id in self._data_streams:
             self._data_streams.remove(stream_id)
         self.streams.pop(stream_id, None)
@@ -432,6 +585,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._lost = True
         logger.warning("%s", exc)
         self._cancel_timer()
+        self._cancel_idle_ping()
         self._fail_waiters(exc)
         if not self._closing:
             self.close(reason_phrase=str(exc)[:100])
@@ -444,7 +598,8 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
                        ticket_handler: Callable[[SessionTicket], None] | None = None,
                        adopt: Carry | None = None,
                        early_messages: list[tuple[str, bytes, bool, dict[str, Any] | None]]
-                       | None = None) -> MQTTQuicAdvancedProtocol:
+                       | None = None,
+                       handshake: asyncio.Event | None = None) -> MQTTQuicAdvancedProtocol:
     """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
 
     Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
@@ -457,6 +612,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
 
     def create_protocol(*args: Any, **kwargs: Any) -> MQTTQuicAdvancedProtocol:
         protocol = MQTTQuicAdvancedProtocol(*args, config=config, **kwargs)
+        protocol.handshake_event = handshake
         protocol_box.append(protocol)
         return protocol
 
@@ -500,13 +656,20 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         await _abandon(protocol_box)
         raise ConnectError(f"QUIC connect to {where} failed: {exc}") from exc
     if isinstance(result, ev.ConnectFailed):
-        await protocol._close_quic()
+        # Raise now: the close drains in the background (aioquic waits 100-225 ms), and a
+        # racing TCP+TLS attempt must not start meanwhile with the same refused CONNECT.
+        protocol._closing = True
+        protocol._closer = asyncio.ensure_future(protocol._close_quic())
         raise ConnectionRefused(result.reason_code, result.reason_name)
     protocol.connect_time = time.monotonic() - started
     assert isinstance(result, ev.Connected)
     protocol.session_present = result.session_present
     logger.info("connected over QUIC to %s in %.1f ms", where, protocol.connect_time * 1000)
     return protocol
+
+
+class _NoStreamCredit(Exception):
+    """A new data stream is needed and the server has granted no room for it."""
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

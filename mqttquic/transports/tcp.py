@@ -25,11 +25,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .._aio import quick_ack
-from ..codec import Subscription, Will
+from ..codec import Publish, Subscription, Will, encode
 from ..config import ConnectionConfig, TransportType
-from ..errors import ConnectError, ConnectionRefused
+from ..enums import PacketType
+from ..errors import ConnectError, ConnectionRefused, PublishFailed
 from ..message import Message
-from .base import PublishFailed, Transport
+from ..policy import v311_return_code
+from ..reason_codes import reason_code_name
+from .base import Transport
 
 __all__ = ["PahoTransport", "connect_tcp", "tls_context"]
 
@@ -205,7 +208,7 @@ class PahoTransport(Transport):
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode,
                     properties: Any) -> None:
         if not self._connack.done():
-            self._connack.set_result((reason, flags))
+            self._connack.set_result((reason, flags, properties))
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode,
                        properties: Any) -> None:
@@ -265,7 +268,7 @@ class PahoTransport(Transport):
             self._loop.add_reader(sock, self._readable)
             if self._client.want_write():
                 self._loop.add_writer(sock, self._client.loop_write)
-            reason, flags = await asyncio.wait_for(
+            reason, flags, connack_properties = await asyncio.wait_for(
                 self._connack, max(0.1, config.connect_timeout - (time.monotonic() - started)))
         except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError) as exc:
             # The thread cannot be stopped: close what it opens once it is done.
@@ -283,8 +286,13 @@ class PahoTransport(Transport):
             raise ConnectError(f"TCP+TLS connect to {where} failed: {exc}") from exc
         if reason.is_failure:
             self.abort()
-            code = reason.value
-            raise ConnectionRefused(code, str(reason))
+            # The broker's own code, as QUIC reports it: paho gives a 3.1.1 return code
+            # in MQTT 5 numbering (5 "not authorized" as 0x87).
+            version = config.protocol_version
+            code = reason.value if version == 5 else v311_return_code(reason.value)
+            raise ConnectionRefused(code, reason_code_name(code, PacketType.CONNACK, version))
+        self.server_max_packet_size: int | None = getattr(connack_properties,
+                                                          "MaximumPacketSize", None)
         self._connected = True
         self.session_present = bool(getattr(flags, "session_present", False))
         self.connect_time = time.monotonic() - started
@@ -301,11 +309,18 @@ class PahoTransport(Transport):
                       properties: dict[str, Any] | None = None) -> None:
         if not self._connected:
             raise ConnectError("not connected")
+        limit = self.server_max_packet_size
+        if limit is not None:
+            size = len(encode(Publish(topic, payload, qos, retain, False, 1 if qos else None,
+                                      properties), self.config.protocol_version))
+            if size > limit:
+                raise PublishFailed(topic, 0x95, f"Packet too large: {size} bytes, the broker"
+                                    f" accepts at most {limit} (CONNACK Maximum Packet Size)")
         info = self._client.publish(topic, payload, qos, retain,
                                     _properties(PacketTypes.PUBLISH, properties))
         code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
         if code >= 0x80:
-            raise PublishFailed(topic, code, str(ReasonCode(PacketTypes.PUBACK, identifier=code)))
+            raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],
                         properties: dict[str, Any] | None = None) -> list[int]:

@@ -1,0 +1,108 @@
+"""The client's connection policy, sans I/O: what to do when connects are refused,
+connections die and publishes keep failing.
+
+No asyncio and no sockets: times come in as arguments and decisions come out, so
+every rule here has socket-free tests (``tests/test_policy.py``), as the MQTT rules
+of ``session.py`` do. ``client.py`` carries the decisions out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+__all__ = ["STREAM_FAILURE_SETTLE", "Backoff", "PublishAttempts", "refusal_is_final",
+           "v311_return_code"]
+
+# Seconds a publish whose QUIC data stream ended waits to see whether the whole
+# connection ends too. A gateway whose broker went away resets data streams first and
+# closes the connection a moment later (ours after 0.5 s): that is one loss, not a
+# publish the broker refuses.
+STREAM_FAILURE_SETTLE = 1.0
+
+# CONNACK codes that another attempt with the same settings cannot fix: the protocol
+# version, the client id, credentials, authorization, bans, the auth method.
+_FINAL_V311 = frozenset({1, 2, 4, 5})
+_FINAL_V5 = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
+
+# paho reports an MQTT 3.1.1 CONNACK return code in MQTT 5 numbering
+# (paho.mqtt._packet.convert_connack_rc_to_reason_code); this undoes it.
+_V311_FROM_V5 = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
+
+
+def refusal_is_final(reason_code: int, protocol_version: int) -> bool:
+    """Whether a refused CONNACK ends all attempts (no reconnect, publishes fail)."""
+    return reason_code in (_FINAL_V5 if protocol_version == 5 else _FINAL_V311)
+
+
+def v311_return_code(paho_code: int) -> int:
+    """The MQTT 3.1.1 CONNACK return code behind the MQTT 5 code paho reports for it
+    (0x87 "Not authorized" -> 5); codes that are already 3.1.1 pass unchanged."""
+    if paho_code < 0x80:
+        return paho_code
+    return _V311_FROM_V5.get(paho_code, 3)  # "server unavailable" for paho's catch-all
+
+
+class Backoff:
+    """Exponential backoff with full jitter between reconnect attempts.
+
+    Unlike a counter that restarts at every successful connect, it restarts only
+    after a connection has stayed up for ``stable_after`` seconds: a broker that
+    accepts CONNECT and then drops the connection at once (a poison publish, a
+    session taken over, an overloaded broker) sees the delays keep growing instead
+    of a reconnect every ``min_delay``."""
+
+    def __init__(self, min_delay: float, max_delay: float, *, stable_after: float = 10.0,
+                 rng: Callable[[], float] = random.random) -> None:
+        if min_delay < 0 or max_delay < min_delay:
+            raise ValueError("backoff needs 0 <= min_delay <= max_delay")
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.stable_after = stable_after
+        self.attempts = 0
+        self._rng = rng
+        self._connected_at: float | None = None
+
+    def next_delay(self) -> float:
+        """Seconds to wait before the next attempt (and count it)."""
+        ceiling: float = min(self.max_delay, self.min_delay * 2.0 ** min(self.attempts, 32))
+        self.attempts += 1
+        return self._rng() * ceiling
+
+    def connected(self, now: float) -> None:
+        self._connected_at = now
+
+    def lost(self, now: float) -> None:
+        """The connection ended: a connection that lasted restarts the backoff."""
+        if self._connected_at is not None and now - self._connected_at >= self.stable_after:
+            self.attempts = 0
+        self._connected_at = None
+
+
+class PublishAttempts:
+    """How often one publish may be cut off before it is given up as a poison publish.
+
+    A publish is *cut off* when the connection (or, over QUIC, its data stream) ends
+    while the publish waits for its acknowledgement. Once is a bad network; the same
+    publish cutting off ``limit`` connections in a row is a publish the broker will
+    not take (larger than its maximum packet size, a topic it disconnects for), and
+    sending it again would only kill the next connection too."""
+
+    __slots__ = ("limit", "cut_offs", "last_cause")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a publish needs at least one attempt")
+        self.limit = limit
+        self.cut_offs = 0
+        self.last_cause = ""
+
+    def cut_off(self, cause: str) -> bool:
+        """Count a cut-off; True while the publish may be sent again."""
+        self.cut_offs += 1
+        self.last_cause = cause
+        return self.cut_offs < self.limit
+
+    def reason(self) -> str:
+        return (f"the connection ended {self.cut_offs} times while it was in flight"
+                f" (last: {self.last_cause}); the broker does not take it")

@@ -1,0 +1,69 @@
+"""The connection policy, socket-free: refusals, backoff, poison publishes."""
+
+from __future__ import annotations
+
+import pytest
+
+from mqttquic.policy import Backoff, PublishAttempts, refusal_is_final, v311_return_code
+
+
+@pytest.mark.parametrize(("code", "version", "final"), [
+    (1, 4, True), (2, 4, True), (3, 4, False), (4, 4, True), (5, 4, True),
+    (0x84, 5, True), (0x86, 5, True), (0x87, 5, True), (0x8A, 5, True), (0x8C, 5, True),
+    (0x88, 5, False), (0x89, 5, False), (0x97, 5, False), (0x9F, 5, False),
+])
+def test_final_refusals(code: int, version: int, final: bool) -> None:
+    assert refusal_is_final(code, version) is final
+
+
+def test_paho_numbering_of_mqtt311_return_codes_is_undone() -> None:
+    # paho 2 reports a 3.1.1 CONNACK return code in MQTT 5 numbering.
+    assert [v311_return_code(c) for c in (0x84, 0x85, 0x88, 0x86, 0x87)] == [1, 2, 3, 4, 5]
+    assert v311_return_code(5) == 5
+    assert v311_return_code(0x80) == 3  # paho's "Unspecified error": not final
+    assert refusal_is_final(v311_return_code(0x87), 4)
+
+
+def test_backoff_grows_exponentially_to_the_ceiling_with_full_jitter() -> None:
+    backoff = Backoff(0.5, 30.0, rng=lambda: 1.0)
+    assert [backoff.next_delay() for _ in range(8)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    low = Backoff(0.5, 30.0, rng=lambda: 0.0)
+    assert low.next_delay() == 0.0
+
+
+def test_backoff_keeps_growing_while_connections_die_right_after_connack() -> None:
+    backoff = Backoff(0.5, 30.0, stable_after=10.0, rng=lambda: 1.0)
+    now = 0.0
+    delays = []
+    for _ in range(5):
+        delays.append(backoff.next_delay())
+        backoff.connected(now)
+        now += 0.2  # the broker drops it at once
+        backoff.lost(now)
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0]
+
+
+def test_backoff_restarts_after_a_connection_that_lasted() -> None:
+    backoff = Backoff(0.5, 30.0, stable_after=10.0, rng=lambda: 1.0)
+    for _ in range(4):
+        backoff.next_delay()
+    backoff.connected(100.0)
+    backoff.lost(111.0)
+    assert backoff.next_delay() == 0.5
+
+
+def test_backoff_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        Backoff(5.0, 1.0)
+
+
+def test_a_publish_is_given_up_after_its_attempts() -> None:
+    attempts = PublishAttempts(3)
+    assert attempts.cut_off("stream 4 reset")
+    assert attempts.cut_off("connection lost")
+    assert not attempts.cut_off("broker disconnected: Packet too large (0x95)")
+    assert attempts.reason() == ("the connection ended 3 times while it was in flight (last:"
+                                 " broker disconnected: Packet too large (0x95)); the broker"
+                                 " does not take it")
+    with pytest.raises(ValueError):
+        PublishAttempts(0)
