@@ -31,7 +31,8 @@ class Mosquitto:
     """A mosquitto process with its own config, port and data folder."""
 
     def __init__(self, folder: Path, *, users: dict[str, str] | None = None,
-                 persistence: bool = False, tls: tuple[Path, Path] | None = None) -> None:
+                 persistence: bool = False, tls: tuple[Path, Path] | None = None,
+                 extra: list[str] | None = None) -> None:
         self.folder = folder
         self.port = free_port()
         self.tls_port = free_port() if tls else None
@@ -60,6 +61,7 @@ class Mosquitto:
         # read pytest's private temporary folders; keep the user we are.
         lines += [f"user {getpass.getuser()}", "max_keepalive 65535", "log_type error",
                   "log_type warning"]
+        lines += extra or []  # e.g. a hardened broker's max_packet_size or max_qos
         (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -103,6 +105,9 @@ class FaultyProxy:
         # When set: the next chunk from the broker that starts with this byte is passed
         # on, then that connection is cut (once).
         self.cut_after: int | None = None
+        # When True: nothing more from the broker reaches the clients (a broker that
+        # accepted the connection and then never answers).
+        self.mute = False
 
     async def start(self) -> FaultyProxy:
         import asyncio
@@ -114,6 +119,8 @@ class FaultyProxy:
             async def pipe(src: Any, dst: Any, from_broker: bool) -> None:
                 try:
                     while data := await src.read(65536):
+                        if from_broker and self.mute:
+                            continue
                         dst.write(data)
                         if from_broker and self.cut_after is not None and data[0] == self.cut_after:
                             self.cut_after = None

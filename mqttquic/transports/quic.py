@@ -262,19 +262,19 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         """``_get_or_create_stream``, waiting (bounded) for stream credit when the server
         has none to give yet: streams closed a moment ago free theirs one round trip
         later, when their end reaches the server. StreamLimitReached after the wait."""
-        waited = 0.0
-        limit = min(STREAM_CREDIT_WAIT, self.config.operation_timeout)
+        # Half the operation's deadline at most: the error then names the cause.
+        limit = min(STREAM_CREDIT_WAIT, self.config.operation_timeout / 2)
+        give_up = self._loop.time() + limit
         while True:
             try:
                 return self._get_or_create_stream(topic)
             except _NoStreamCredit:
-                if waited >= limit:
+                if self._loop.time() >= give_up:
                     raise StreamLimitReached(
                         f"the server granted no QUIC stream credit within {limit:g} s: it allows"
                         f" {self._quic._remote_max_streams_bidi} bidirectional streams, and"
                         " they are all opened") from None
                 await asyncio.sleep(0.02)
-                waited += 0.02
                 self._require_session()
 
     # --- Transport interface ----------------------------------------------------------------
