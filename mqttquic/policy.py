@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-__all__ = ["STREAM_FAILURE_SETTLE", "Backoff", "PublishAttempts", "refusal_is_final",
+__all__ = ["STREAM_FAILURE_SETTLE", "Backoff", "ConnectionPolicy", "PublishAttempts", "refusal_is_final",
            "v311_return_code"]
 
 # Seconds a publish whose QUIC data stream ended waits to see whether the whole
@@ -106,3 +106,102 @@ class PublishAttempts:
     def reason(self) -> str:
         return (f"the connection ended {self.cut_offs} times while it was in flight"
                 f" (last: {self.last_cause}); the broker does not take it")
+
+
+class ConnectionPolicy:
+    """The connection's life as the client sees it, and what to do at each turn.
+
+    States::
+
+        idle --open()--> connecting --connected()--> connected
+        connected --lost()--> reconnecting --connected()--> connected
+        connected --handover_started()--> handover --connected()/lost()--> ...
+        any --close()--> closed            any --fail()--> failed
+
+    ``lost()`` says whether to reconnect; ``attempt_failed()`` whether a reconnect
+    attempt may be followed by another; ``why_not_wait()`` whether a publish may wait
+    for the connection to come back (and why not). The asyncio driver
+    (``connector.Connector``) carries the decisions out.
+    """
+
+    def __init__(self, *, reconnect: bool, protocol_version: int, max_offline_waiting: int,
+                 backoff: Backoff) -> None:
+        self.reconnect = reconnect
+        self.protocol_version = protocol_version
+        self.max_offline_waiting = max_offline_waiting
+        self.backoff = backoff
+        self.state = "idle"
+        self.fatal: BaseException | None = None
+        self.ever_connected = False
+        self.offline_waiting = 0
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == "closed"
+
+    def open(self) -> None:
+        """The user asks to connect (again, after close() or a failure)."""
+        self.state = "connecting"
+        self.fatal = None
+
+    def connected(self, now: float) -> None:
+        self.state = "connected"
+        self.ever_connected = True
+        self.backoff.connected(now)
+
+    def handover_started(self) -> None:
+        """A planned move (TCP+TLS to QUIC): the old connection's end is no loss."""
+        if self.state == "connected":
+            self.state = "handover"
+
+    def handover_ended(self) -> None:
+        if self.state == "handover":
+            self.state = "connected"
+
+    def lost(self, now: float, planned: bool = False) -> str:
+        """The current connection ended without close(): "ignore" (closed, failed, or a
+        planned handover whose probe decides), "reconnect", or "fail"."""
+        if self.state in ("closed", "failed", "reconnecting"):
+            return "ignore"
+        if planned or self.state == "handover":
+            return "ignore"
+        self.backoff.lost(now)
+        if self.reconnect:
+            self.state = "reconnecting"
+            return "reconnect"
+        self.state = "failed"
+        return "fail"
+
+    def next_delay(self) -> float:
+        return self.backoff.next_delay()
+
+    def attempt_failed(self, exc: BaseException) -> bool:
+        """A reconnect attempt failed with ``exc``: True to try again, False when the
+        refusal is final (the state is then "failed")."""
+        code = getattr(exc, "reason_code", None)
+        if code is not None and refusal_is_final(code, self.protocol_version):
+            self.fail(exc)
+            return False
+        return self.state == "reconnecting"
+
+    def fail(self, exc: BaseException) -> None:
+        self.state = "failed"
+        self.fatal = exc
+
+    def close(self) -> None:
+        self.state = "closed"
+
+    def why_not_wait(self) -> str | None:
+        """Why a publish may not wait for the connection to come back, or None.
+
+        "failed", "closed", "not connected" (never connected, or no reconnect) or
+        "queue full" (``max_offline_waiting`` publishes wait already)."""
+        if self.state == "failed":
+            return "failed"
+        if self.state == "closed":
+            return "closed"
+        if not (self.reconnect and self.ever_connected):
+            return "not connected"
+        if self.offline_waiting >= self.max_offline_waiting:
+            return "queue full"
+        return None

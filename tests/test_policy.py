@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mqttquic.policy import Backoff, PublishAttempts, refusal_is_final, v311_return_code
+from mqttquic.errors import ConnectError, ConnectionRefused
+from mqttquic.policy import (
+    Backoff,
+    ConnectionPolicy,
+    PublishAttempts,
+    refusal_is_final,
+    v311_return_code,
+)
 
 
 @pytest.mark.parametrize(("code", "version", "final"), [
@@ -67,3 +74,72 @@ def test_a_publish_is_given_up_after_its_attempts() -> None:
                                  " does not take it")
     with pytest.raises(ValueError):
         PublishAttempts(0)
+
+
+def _policy(reconnect: bool = True, version: int = 4, max_offline: int = 2) -> ConnectionPolicy:
+    return ConnectionPolicy(reconnect=reconnect, protocol_version=version,
+                            max_offline_waiting=max_offline,
+                            backoff=Backoff(0.5, 30.0, rng=lambda: 1.0))
+
+
+def test_a_loss_reconnects_and_later_losses_during_it_are_ignored() -> None:
+    policy = _policy()
+    assert policy.why_not_wait() == "not connected"  # never connected: nothing to wait for
+    policy.open()
+    policy.connected(0.0)
+    assert policy.lost(1.0) == "reconnect" and policy.state == "reconnecting"
+    assert policy.lost(1.1) == "ignore"
+    assert policy.why_not_wait() is None  # publishes may wait for the reconnect
+    assert policy.next_delay() == 0.5
+    assert policy.attempt_failed(ConnectionRefused(3, "Server unavailable"))  # not final
+    assert policy.next_delay() == 1.0
+    policy.connected(5.0)
+    assert policy.state == "connected"
+
+
+@pytest.mark.parametrize(("version", "code"), [(4, 5), (4, 4), (5, 0x87), (5, 0x86)])
+def test_a_final_refusal_while_reconnecting_fails_for_good(version: int, code: int) -> None:
+    policy = _policy(version=version)
+    policy.open()
+    policy.connected(0.0)
+    policy.lost(1.0)
+    refusal = ConnectionRefused(code, "refused")
+    assert not policy.attempt_failed(refusal)
+    assert policy.state == "failed" and policy.fatal is refusal
+    assert policy.why_not_wait() == "failed"
+    assert policy.lost(2.0) == "ignore"
+    policy.open()  # the user may try again (new credentials, say)
+    assert policy.fatal is None and policy.state == "connecting"
+
+
+def test_without_reconnect_a_loss_fails() -> None:
+    policy = _policy(reconnect=False)
+    policy.open()
+    policy.connected(0.0)
+    assert policy.lost(1.0) == "fail" and policy.state == "failed"
+    assert policy.why_not_wait() == "failed"
+
+
+def test_a_planned_handover_is_no_loss() -> None:
+    policy = _policy()
+    policy.open()
+    policy.connected(0.0)
+    policy.handover_started()
+    assert policy.lost(1.0, planned=True) == "ignore"
+    assert policy.lost(1.0) == "ignore"  # whatever ends during the handover: the probe decides
+    policy.handover_ended()
+    assert policy.state == "connected"
+    assert policy.lost(2.0) == "reconnect"
+
+
+def test_close_ends_everything_and_offline_waiters_are_bounded() -> None:
+    policy = _policy(max_offline=2)
+    policy.open()
+    policy.connected(0.0)
+    policy.lost(1.0)
+    policy.offline_waiting = 2
+    assert policy.why_not_wait() == "queue full"
+    policy.close()
+    assert policy.why_not_wait() == "closed"
+    assert policy.lost(2.0) == "ignore"
+    assert not policy.attempt_failed(ConnectError("timed out"))  # closed: no more attempts
