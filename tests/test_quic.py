@@ -49,6 +49,14 @@ async def collect(iterator: AsyncIterator[Message], count: int, timeout: float =
     return got
 
 
+async def count_payloads(iterator: AsyncIterator[Message], seen: set[int], total: int) -> None:
+    """Add each message's integer payload to ``seen`` until ``total`` distinct ones came."""
+    async for message in iterator:
+        seen.add(int(message.payload))
+        if len(seen) == total:
+            return
+
+
 @VERSIONS
 async def test_connect_over_quic(gateway: Any, certs: CertificateFiles, version: int) -> None:
     async with Client(client_config(gateway, certs, protocol_version=version)) as client:

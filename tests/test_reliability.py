@@ -30,7 +30,7 @@ from mqttquic.gateway import Gateway
 
 from .brokers import FaultyProxy, Mosquitto, free_port
 from .conftest import USERS, client_config, gateway_config
-from .test_quic import collect
+from .test_quic import collect, count_payloads
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
 VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
@@ -256,13 +256,7 @@ async def test_a_persistent_subscriber_loses_nothing_across_a_gateway_kill(
         async with Client(config) as subscriber, Client(client_config(gateway, certs)) as publisher:
             await subscriber.subscribe(f"{topic_root}/#", qos=1)
 
-            async def count() -> None:
-                async for message in subscriber.messages():
-                    seen.add(int(message.payload))
-                    if len(seen) == total:
-                        return
-
-            counter = asyncio.ensure_future(count())
+            counter = asyncio.ensure_future(count_payloads(subscriber.messages(), seen, total))
             for i in range(total):
                 await publisher.publish(f"{topic_root}/n", str(i), qos=1)
                 if i == total // 3:
@@ -278,31 +272,6 @@ async def test_a_persistent_subscriber_loses_nothing_across_a_gateway_kill(
     finally:
         process.kill()
         process.wait(5)
-
-
-async def test_qos2_stays_exactly_once_across_a_cut_in_the_default_mode(
-        mosquitto: Mosquitto, certs: CertificateFiles, gateway: Gateway, topic_root: str,
-        caplog: pytest.LogCaptureFixture) -> None:
-    proxy = await FaultyProxy(mosquitto.port).start()
-    gw_config = gateway_config(mosquitto, certs)
-    gw_config.upstream_port = proxy.port
-    try:
-        async with Gateway(gw_config) as cut_gateway, \
-                Client(client_config(gateway, certs)) as subscriber:
-            await subscriber.subscribe(f"{topic_root}/q2", qos=2)
-            config = client_config(cut_gateway, certs, client_id=f"q2m-{topic_root[-6:]}",
-                                   clean_start=False, reconnect_min_delay=0.05)
-            assert config.multi_stream
-            async with Client(config) as publisher:
-                proxy.cut_after = 0x50  # the connection dies right after the broker's PUBREC
-                with caplog.at_level(logging.INFO, logger="mqttquic.session"):
-                    await asyncio.wait_for(
-                        publisher.publish(f"{topic_root}/q2", b"exactly once", qos=2), 20)
-                assert "resumed 1 unfinished QoS 1/2 flows (session present: True)" in caplog.text
-            got = await collect(subscriber.messages(), 1, linger=1.0)
-            assert [m.payload for m in got] == [b"exactly once"]
-    finally:
-        await proxy.stop()
 
 
 # --- smaller defects ------------------------------------------------------------------------------
