@@ -41,9 +41,11 @@ from aioquic.quic.events import (
 from aioquic.tls import SessionTicket
 
 from ._aio import quick_ack, read_packet
+from ._framing import Framer
+from ._resets import StatelessResets
 from .certs import generate_certificates
 from .codec import Connack, Connect, StreamDecoder, decode_packet, encode
-from .errors import MalformedPacket
+from .errors import MalformedPacket, PacketTooLarge
 
 __all__ = ["GatewayConfig", "Gateway", "ALPN"]
 
@@ -55,6 +57,12 @@ CONTROL_STREAM = 0
 ERROR_TOO_MANY_STREAMS = 0x101  # clients take this one as final (transports.base)
 ERROR_BUFFER_FULL = 0x102
 ERROR_UPSTREAM = 0x103
+ERROR_PACKET_TOO_LARGE = 0x104
+ERROR_CONNECT_TIMEOUT = 0x105
+ERROR_TOO_MANY_CONNECTIONS = 0x106
+
+_PINGRESP = 13  # packet type
+_PINGREQ = b"\xc0\x00"
 
 
 @dataclass
@@ -67,10 +75,22 @@ class GatewayConfig:
     tcp_port: int | None = 8884  # None: no TLS TCP listener
     cert_file: str | None = None  # None: a throwaway self-signed certificate
     key_file: str | None = None
-    max_data_streams: int = 9  # EMQX allows 10 bidirectional streams, control included
+    max_data_streams: int = 9  # open at once per connection; EMQX allows 10 streams in all
     max_buffer: int = 4 * 1024 * 1024  # per stream, either direction
+    # What one connection may hold in stream buffers in all (before and after CONNACK).
+    max_connection_buffer: int = 8 * 1024 * 1024
+    # Largest MQTT packet a client may send on any stream (CONNECT included); EMQX's
+    # default is 1 MB. Larger announced packets end the stream (or, on the control
+    # stream, the connection) before their body is buffered.
+    max_packet_size: int = 1024 * 1024
+    connect_timeout: float = 10.0  # from the first packet to a successful CONNACK
+    max_connections: int = 1000  # QUIC connections at once; more are refused
     idle_timeout: float = 300.0
     upstream_timeout: float = 10.0
+    # Key (32 bytes) for stateless reset tokens. Kept across restarts, it lets a restarted
+    # gateway tell the clients of its previous life at their next packet that their
+    # connection is gone. None: a new random key per start.
+    stateless_reset_key: bytes | None = None
 
 
 class _TicketStore:
@@ -98,25 +118,53 @@ class _StreamRelay:
         self.pending = bytearray()  # client bytes waiting for the upstream connection
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
+        self.pinger: asyncio.Task[None] | None = None
+        config = connection.gateway.config
+        # Client packets are checked against the maximum size; on data streams the
+        # PINGRESPs earned by the gateway's own keepalive pings are taken out.
+        self.from_client_framer = Framer(config.max_packet_size)
+        self.to_client_framer = Framer(1 << 28, drop=None if stream_id == CONTROL_STREAM
+                                       else _PINGRESP)
+        self.last_upstream_write = asyncio.get_running_loop().time()
         self.client_finished = False
+        self.server_finished = False
+
+    @property
+    def buffered(self) -> int:
+        if self.writer is None:
+            return len(self.pending)
+        return self.writer.transport.get_write_buffer_size()
 
     def from_client(self, data: bytes, end_stream: bool) -> None:
+        connection = self.connection
+        config = connection.gateway.config
+        if data:
+            try:
+                self.from_client_framer.feed(data)
+            except MalformedPacket as exc:
+                connection.refuse_stream(self.stream_id, ERROR_PACKET_TOO_LARGE, str(exc))
+                return
         if self.writer is None:
             self.pending += data
-            if len(self.pending) > self.connection.gateway.config.max_buffer:
-                self.connection.reset_stream(self.stream_id, ERROR_BUFFER_FULL,
-                                             "buffer full before the upstream was ready")
+            if len(self.pending) > config.max_buffer:
+                connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
+                                         "buffer full before the upstream was ready")
                 return
         elif data:
             self.writer.write(data)
-            if self.writer.transport.get_write_buffer_size() > self.connection.gateway.config.max_buffer:
-                self.connection.reset_stream(self.stream_id, ERROR_BUFFER_FULL,
-                                             "upstream does not keep up")
+            self.last_upstream_write = asyncio.get_running_loop().time()
+            if self.writer.transport.get_write_buffer_size() > config.max_buffer:
+                connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
+                                         "upstream does not keep up")
                 return
+        if data and connection.buffered() > config.max_connection_buffer:
+            connection.close_for(ERROR_BUFFER_FULL, "connection buffers full")
+            return
         if end_stream:
             self.client_finished = True
             if self.writer is not None and self.writer.can_write_eof():
                 self.writer.write_eof()
+            connection.relay_done(self)
 
     def attach(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -129,17 +177,35 @@ class _StreamRelay:
     async def pump_to_client(self, reader: asyncio.StreamReader) -> None:
         connection = self.connection
         sock = self.writer.get_extra_info("socket") if self.writer is not None else None
+        framer = self.to_client_framer
         while True:
             data = await reader.read(65536)
             if not data:
                 return
             quick_ack(sock)
+            if framer.drop is not None:
+                data = framer.feed(data)
+                if not data:
+                    continue
             connection.send(self.stream_id, data)
             await connection.wait_for_room(self.stream_id)
 
+    async def keep_upstream_alive(self, keepalive: float) -> None:
+        """PINGREQ upstream whenever the client has sent nothing for half the keepalive:
+        a data stream's client pings on the control stream, never here, and a broker
+        drops a connection silent for 1.5 x its keepalive."""
+        loop = asyncio.get_running_loop()
+        interval = keepalive / 2
+        while self.writer is not None and not self.writer.is_closing():
+            await asyncio.sleep(max(0.1, self.last_upstream_write + interval - loop.time()))
+            if loop.time() - self.last_upstream_write >= interval and self.writer is not None:
+                self.writer.write(_PINGREQ)
+                self.last_upstream_write = loop.time()
+
     def close(self) -> None:
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        for task in (self.task, self.pinger):
+            if task is not None and not task.done() and task is not asyncio.current_task():
+                task.cancel()
         if self.writer is not None:
             self.writer.close()
 
@@ -152,10 +218,17 @@ class _GatewayConnection(QuicConnectionProtocol):
         self.gateway = gateway
         self.relays: dict[int, _StreamRelay] = {}
         self.connect_packet: Connect | None = None
-        self.connected = asyncio.get_running_loop().create_future()  # control CONNACK success
-        self._control_decoder = StreamDecoder()
+        loop = asyncio.get_running_loop()
+        self.connect_seen = loop.create_future()  # the control CONNECT arrived whole
+        self.connected = loop.create_future()  # control CONNACK success
+        self._control_decoder = StreamDecoder(max_packet_size=gateway.config.max_packet_size)
         self._finished = False
+        # Ids of streams that ended: QUIC never reuses one, late bytes for it are dropped.
+        self._ended: set[int] = set()
+        self.refused_streams = 0
         self.peer = "?"
+        gateway.resets.adopt(self._quic)
+        self._deadline = loop.call_later(gateway.config.connect_timeout, self._connect_deadline)
 
     # --- QUIC side ---------------------------------------------------------------
 
@@ -164,8 +237,11 @@ class _GatewayConnection(QuicConnectionProtocol):
             self._stream_data(event.stream_id, event.data, event.end_stream)
         elif isinstance(event, StreamReset):
             relay = self.relays.pop(event.stream_id, None)
+            self._ended.add(event.stream_id)
             if relay is not None:
                 relay.close()
+                # End our side too, or the stream stays half-open and holds its slot.
+                self._end_stream(event.stream_id, 0)
         elif isinstance(event, HandshakeCompleted):
             addr = self._quic._network_paths[0].addr if self._quic._network_paths else None
             self.peer = f"{addr[0]}:{addr[1]}" if addr else "?"
@@ -184,7 +260,24 @@ class _GatewayConnection(QuicConnectionProtocol):
         except (AssertionError, ValueError) as exc:  # stream already finished or reset
             logger.debug("dropping %d bytes for closed stream %d: %s", len(data), stream_id, exc)
             return
+        if end_stream:
+            relay = self.relays.get(stream_id)
+            if relay is not None:
+                relay.server_finished = True
+                self.relay_done(relay)
         self._transmit_soon()
+
+    def buffered(self) -> int:
+        """Bytes this connection holds for its streams, either direction."""
+        return sum(relay.buffered for relay in self.relays.values())
+
+    def relay_done(self, relay: _StreamRelay) -> None:
+        """A stream ended in both directions frees its slot (and its upstream)."""
+        if relay.client_finished and relay.server_finished:
+            if self.relays.get(relay.stream_id) is relay:
+                del self.relays[relay.stream_id]
+            self._ended.add(relay.stream_id)
+            relay.close()
 
     async def wait_for_room(self, stream_id: int) -> None:
         """Pause reading upstream while this stream has too much unsent data queued."""
@@ -196,58 +289,101 @@ class _GatewayConnection(QuicConnectionProtocol):
                 return
             await asyncio.sleep(0.005)
 
-    def reset_stream(self, stream_id: int, code: int, why: str) -> None:
-        logger.warning("resetting stream %d of %s: %s", stream_id, self.peer, why)
+    def refuse_stream(self, stream_id: int, code: int, why: str) -> None:
+        """Reset a stream. Logged once per connection (a client opening streams in a loop
+        must not flood the log); the count is logged when the connection ends."""
+        self.refused_streams += 1
+        if self.refused_streams == 1:
+            logger.warning("resetting stream %d of %s: %s (further ones are counted)",
+                           stream_id, self.peer, why)
+        else:
+            logger.debug("resetting stream %d of %s: %s", stream_id, self.peer, why)
+        if stream_id == CONTROL_STREAM:
+            self.close_for(code, why)
+            return
         relay = self.relays.pop(stream_id, None)
+        self._ended.add(stream_id)
         if relay is not None:
             relay.close()
+        self._end_stream(stream_id, code)
+        self.transmit()
+
+    def _end_stream(self, stream_id: int, code: int) -> None:
         try:
             self._quic.reset_stream(stream_id, code)
             self._quic.stop_stream(stream_id, code)
         except (AssertionError, ValueError):
             pass
-        self.transmit()
+
+    def close_for(self, code: int, why: str) -> None:
+        if self._finished:
+            return
+        logger.warning("closing the connection of %s: %s", self.peer, why)
+        self.close(error_code=code, reason_phrase=why[:100])
+        self._shutdown()
+
+    def _connect_deadline(self) -> None:
+        if not (self.connected.done() and not self.connected.exception()):
+            self.close_for(ERROR_CONNECT_TIMEOUT,
+                           f"no CONNECT accepted within {self.gateway.config.connect_timeout:g} s")
 
     def _stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if self._finished or stream_id in self._ended:
+            return
         relay = self.relays.get(stream_id)
         if relay is None:
             if stream_id % 4 != 0:
                 # Only client-initiated bidirectional streams carry MQTT.
-                self.reset_stream(stream_id, ERROR_TOO_MANY_STREAMS, "not a bidirectional stream")
+                self.refuse_stream(stream_id, ERROR_TOO_MANY_STREAMS, "not a bidirectional stream")
                 return
             data_streams = sum(1 for sid in self.relays if sid != CONTROL_STREAM)
             if stream_id != CONTROL_STREAM and data_streams >= self.gateway.config.max_data_streams:
-                self.reset_stream(stream_id, ERROR_TOO_MANY_STREAMS,
-                                  f"more than {self.gateway.config.max_data_streams} data streams")
+                self.refuse_stream(stream_id, ERROR_TOO_MANY_STREAMS,
+                                   f"more than {self.gateway.config.max_data_streams} data streams")
                 return
             relay = self.relays[stream_id] = _StreamRelay(self, stream_id)
             runner = self._run_control if stream_id == CONTROL_STREAM else self._run_data
             relay.task = asyncio.ensure_future(runner(relay))
         if stream_id == CONTROL_STREAM and self.connect_packet is None and data:
-            self._watch_connect(data)
+            if not self._watch_connect(data):
+                return
         relay.from_client(data, end_stream)
 
-    def _watch_connect(self, data: bytes) -> None:
+    def _watch_connect(self, data: bytes) -> bool:
         try:
             for packet in self._control_decoder.feed(data):
                 if isinstance(packet, Connect):
                     self.connect_packet = packet
                     logger.info("CONNECT from %s: client id %r, MQTT %s", self.peer,
                                 packet.client_id, "5.0" if packet.protocol_version == 5 else "3.1.1")
-                    return
+                    if not self.connect_seen.done():
+                        self.connect_seen.set_result(None)
+                    return True
+                self.close_for(0x1, f"{type(packet).__name__.upper()} before CONNECT")
+                return False
         except MalformedPacket as exc:
-            logger.warning("malformed control stream from %s: %s", self.peer, exc)
-            self.close(error_code=0x1, reason_phrase="malformed packet")
+            self.close_for(ERROR_PACKET_TOO_LARGE if isinstance(exc, PacketTooLarge) else 0x1,
+                           f"malformed control stream: {exc}")
+            return False
+        return True
 
     # --- upstream side ----------------------------------------------------------------
 
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         config = self.gateway.config
-        return await asyncio.wait_for(
+        reader, writer = await asyncio.wait_for(
             asyncio.open_connection(config.upstream_host, config.upstream_port),
             config.upstream_timeout)
+        self.gateway.upstream_connections += 1
+        return reader, writer
 
     async def _run_control(self, relay: _StreamRelay) -> None:
+        # No broker connection until the whole CONNECT is here: a client that never sends
+        # it (slowloris) holds nothing upstream, and the CONNECT deadline closes it.
+        try:
+            await asyncio.shield(self.connect_seen)
+        except ConnectionError:
+            return
         try:
             reader, writer = await self._open_upstream()
         except (OSError, asyncio.TimeoutError) as exc:
@@ -263,6 +399,9 @@ class _GatewayConnection(QuicConnectionProtocol):
             if isinstance(packet, Connack) and packet.reason_code == 0:
                 if not self.connected.done():
                     self.connected.set_result(None)
+                    self._deadline.cancel()
+                    if isinstance(packet.properties, dict):
+                        self._server_keep_alive = packet.properties.get("server_keep_alive")
             else:
                 logger.info("broker refused %s: %r", self.peer, packet)
             await relay.pump_to_client(reader)
@@ -277,6 +416,15 @@ class _GatewayConnection(QuicConnectionProtocol):
         if not self._finished:
             self.close(reason_phrase="broker closed the session")
 
+    _server_keep_alive: int | None = None
+
+    def _data_keepalive(self, connect: Connect) -> int:
+        """The keepalive of a data stream's upstream CONNECT. Not 0: a hardened broker
+        (mosquitto with max_keepalive, 2.0.21 on) refuses an MQTT 3.1.1 CONNECT without
+        keepalive. The control CONNECT's, which the broker has just accepted (or what it
+        imposed on it as Server Keep Alive), else one minute."""
+        return self._server_keep_alive or connect.keepalive or 60
+
     async def _run_data(self, relay: _StreamRelay) -> None:
         try:
             await asyncio.shield(self.connected)
@@ -285,42 +433,56 @@ class _GatewayConnection(QuicConnectionProtocol):
         connect = self.connect_packet
         assert connect is not None
         client_id = connect.client_id or f"quic-{id(self):x}"
-        derived = Connect(f"{client_id}/{relay.stream_id}", True, 0, connect.username,
+        keepalive = self._data_keepalive(connect)
+        derived = Connect(f"{client_id}/{relay.stream_id}", True, keepalive, connect.username,
                           connect.password, None, None, connect.protocol_version)
         try:
             reader, writer = await self._open_upstream()
         except (OSError, asyncio.TimeoutError) as exc:
-            self.reset_stream(relay.stream_id, ERROR_UPSTREAM, f"upstream unreachable: {exc}")
+            self.refuse_stream(relay.stream_id, ERROR_UPSTREAM, f"upstream unreachable: {exc}")
             return
         try:
             writer.write(encode(derived))
             reply = decode_packet(await read_packet(reader), connect.protocol_version)
             if not isinstance(reply, Connack) or reply.reason_code:
-                self.reset_stream(relay.stream_id, ERROR_UPSTREAM, f"data stream refused: {reply!r}")
+                self.refuse_stream(relay.stream_id, ERROR_UPSTREAM,
+                                   f"data stream refused: {reply!r}")
                 writer.close()
                 return
+            imposed = reply.properties.get("server_keep_alive") if reply.properties else None
             relay.attach(writer)
+            relay.last_upstream_write = asyncio.get_running_loop().time()
+            relay.pinger = asyncio.ensure_future(relay.keep_upstream_alive(imposed or keepalive))
             await relay.pump_to_client(reader)
             self.send(relay.stream_id, b"", end_stream=True)
         except (asyncio.IncompleteReadError, ConnectionError, MalformedPacket) as exc:
             logger.info("data stream %d of %s ended: %s", relay.stream_id, self.peer, exc)
-            self.reset_stream(relay.stream_id, ERROR_UPSTREAM, "upstream closed")
+            self.refuse_stream(relay.stream_id, ERROR_UPSTREAM, "upstream closed")
         finally:
             writer.close()
+            if relay.pinger is not None:
+                relay.pinger.cancel()
 
     def _fail_connected(self, why: str) -> None:
         """Data streams waiting for the control CONNACK give up."""
-        if not self.connected.done():
-            self.connected.set_exception(ConnectionError(why))
-            self.connected.exception()  # retrieved here: no "never retrieved" warning
+        for future in (self.connect_seen, self.connected):
+            if not future.done():
+                future.set_exception(ConnectionError(why))
+                future.exception()  # retrieved here: no "never retrieved" warning
 
     def _shutdown(self) -> None:
+        if self._finished:
+            return
         self._finished = True
+        self._deadline.cancel()
         for relay in self.relays.values():
             relay.close()
         self.relays.clear()
         self._fail_connected("QUIC connection closed")
         self.gateway._connections.discard(self)
+        if self.refused_streams > 1:
+            logger.warning("connection of %s ended: %d streams were refused in all", self.peer,
+                           self.refused_streams)
 
 
 class Gateway:
@@ -340,6 +502,9 @@ class Gateway:
         self._cert: tuple[str, str] = ("", "")
         self.quic_connections = 0  # accepted since start
         self.tcp_connections = 0
+        self.refused_connections = 0  # QUIC connections over max_connections
+        self.upstream_connections = 0  # TCP connections opened to the broker for QUIC streams
+        self.resets = StatelessResets(self.config.stateless_reset_key)
 
     async def __aenter__(self) -> Gateway:
         await self.start()
@@ -389,6 +554,24 @@ class Gateway:
         transport = self._server._transport
         assert transport is not None
         self.quic_port = transport.get_extra_info("sockname")[1]
+        self._answer_unknown_connections(self._server, configuration.connection_id_length)
+
+    def _answer_unknown_connections(self, server: QuicServer, cid_length: int) -> None:
+        """A short-header packet for a connection this process does not know (it came to
+        an earlier life of the gateway) gets a stateless reset; aioquic drops it."""
+        receive = server.datagram_received
+        resets = self.resets
+
+        def datagram_received(data: bytes | str, addr: Any) -> None:
+            if (isinstance(data, bytes) and data and not data[0] & 0x80
+                    and data[1:1 + cid_length] not in server._protocols):
+                reset = resets.reset_for(data, cid_length)
+                if reset is not None and server._transport is not None:
+                    server._transport.sendto(reset, addr)
+                return
+            receive(data, addr)
+
+        server.datagram_received = datagram_received  # type: ignore[method-assign]
 
     async def stop_quic(self) -> None:
         """Close the QUIC listener and its connections; the TLS TCP listener stays."""
@@ -405,6 +588,15 @@ class Gateway:
 
     def _new_connection(self, *args: Any, **kwargs: Any) -> _GatewayConnection:
         connection = _GatewayConnection(*args, gateway=self, **kwargs)
+        if len(self._connections) >= self.config.max_connections:
+            self.refused_connections += 1
+            level = logging.WARNING if self.refused_connections == 1 else logging.DEBUG
+            logger.log(level, "refusing a QUIC connection: %d open (max_connections); %d"
+                       " refused so far", len(self._connections), self.refused_connections)
+            # Closed once the server has attached it and read the client's Initial.
+            asyncio.get_running_loop().call_soon(
+                connection.close_for, ERROR_TOO_MANY_CONNECTIONS, "too many connections")
+            return connection
         self._connections.add(connection)
         self.quic_connections += 1
         return connection

@@ -33,6 +33,7 @@ from aioquic.quic.events import (
 from aioquic.tls import SessionTicket
 
 from .. import events as ev
+from .._resets import is_stateless_reset
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..enums import PacketType
@@ -139,6 +140,21 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._closer: asyncio.Task[None] | None = None
 
     # --- aioquic events -----------------------------------------------------------------
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        # aioquic ignores stateless resets: a server that restarted (and lost this
+        # connection) would then be noticed only after the idle timeout.
+        if (isinstance(data, bytes) and self.handshake is not None and not self._lost
+                and is_stateless_reset(data, self._reset_tokens())):
+            self._connection_lost(ConnectError(
+                "the server reset the connection (stateless reset): it restarted or lost it"))
+            return
+        super().datagram_received(data, addr)
+
+    def _reset_tokens(self) -> list[bytes | None]:
+        quic = self._quic
+        return [quic._peer_cid.stateless_reset_token,
+                *(cid.stateless_reset_token for cid in quic._peer_cid_available)]
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, StreamDataReceived):
