@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -53,10 +54,19 @@ async def _gateway(args: argparse.Namespace) -> int:
     if args.quic != "off":
         quic_host, quic_port = _host_port(args.quic, 14567)
     tcp_host, tcp_port = _host_port(args.tcp, 8884) if args.tcp != "off" else ("", None)
+    key = None
+    if args.reset_key_file != "off":
+        from ._resets import load_or_create_key
+
+        key = load_or_create_key(os.path.expanduser(args.reset_key_file))
     config = GatewayConfig(upstream_host=up_host, upstream_port=up_port, quic_host=quic_host,
                            quic_port=quic_port, tcp_host=tcp_host or "127.0.0.1",
                            tcp_port=tcp_port, cert_file=args.cert, key_file=args.key,
-                           max_data_streams=args.max_streams)
+                           max_data_streams=args.max_streams,
+                           max_packet_size=args.max_packet_size,
+                           connect_timeout=args.connect_timeout,
+                           max_connections=args.max_connections,
+                           idle_timeout=args.idle_timeout, stateless_reset_key=key)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway.add_argument("--cert", help="certificate (PEM); default: a generated one")
     gateway.add_argument("--key", help="private key (PEM)")
     gateway.add_argument("--max-streams", type=int, default=9, help="data streams per connection")
+    gateway.add_argument("--max-packet-size", type=int, default=1024 * 1024,
+                         help="largest MQTT packet a client may send, bytes (default 1 MiB)")
+    gateway.add_argument("--connect-timeout", type=float, default=10.0,
+                         help="seconds a connection has to get its CONNECT accepted")
+    gateway.add_argument("--max-connections", type=int, default=1000,
+                         help="QUIC connections at once; more are refused")
+    gateway.add_argument("--idle-timeout", type=float, default=300.0,
+                         help="QUIC idle timeout, seconds")
+    gateway.add_argument("--reset-key-file", default="~/.local/state/mqttquic/stateless-reset.key",
+                         help="key for stateless resets, kept across restarts (made when"
+                              " missing; 'off': a new one per start)")
 
     pub = commands.add_parser("pub", help="publish one message")
     _client_args(pub)

@@ -115,7 +115,10 @@ class _StreamRelay:
     def __init__(self, connection: _GatewayConnection, stream_id: int) -> None:
         self.connection = connection
         self.stream_id = stream_id
-        self.pending = bytearray()  # client bytes waiting for the upstream connection
+        # Client bytes waiting for the upstream connection, as they came: many small chunks
+        # (not one growing buffer, whose reallocations fragment the heap).
+        self.pending: list[bytes] = []
+        self.pending_size = 0
         self.writer: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
         self.pinger: asyncio.Task[None] | None = None
@@ -132,7 +135,7 @@ class _StreamRelay:
     @property
     def buffered(self) -> int:
         if self.writer is None:
-            return len(self.pending)
+            return self.pending_size
         return self.writer.transport.get_write_buffer_size()
 
     def from_client(self, data: bytes, end_stream: bool) -> None:
@@ -145,8 +148,9 @@ class _StreamRelay:
                 connection.refuse_stream(self.stream_id, ERROR_PACKET_TOO_LARGE, str(exc))
                 return
         if self.writer is None:
-            self.pending += data
-            if len(self.pending) > config.max_buffer:
+            self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size > config.max_buffer:
                 connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
                                          "buffer full before the upstream was ready")
                 return
@@ -157,7 +161,7 @@ class _StreamRelay:
                 connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
                                          "upstream does not keep up")
                 return
-        if data and connection.buffered() > config.max_connection_buffer:
+        if data and connection.buffered() > connection.buffer_limit():
             connection.close_for(ERROR_BUFFER_FULL, "connection buffers full")
             return
         if end_stream:
@@ -169,8 +173,9 @@ class _StreamRelay:
     def attach(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         if self.pending:
-            writer.write(bytes(self.pending))
+            writer.writelines(self.pending)
             self.pending.clear()
+            self.pending_size = 0
         if self.client_finished and writer.can_write_eof():
             writer.write_eof()
 
@@ -226,6 +231,8 @@ class _GatewayConnection(QuicConnectionProtocol):
         # Ids of streams that ended: QUIC never reuses one, late bytes for it are dropped.
         self._ended: set[int] = set()
         self.refused_streams = 0
+        self._accepted = False  # the control CONNACK was a success
+        self._received_early = 0  # bytes received before that
         self.peer = "?"
         gateway.resets.adopt(self._quic)
         self._deadline = loop.call_later(gateway.config.connect_timeout, self._connect_deadline)
@@ -270,6 +277,15 @@ class _GatewayConnection(QuicConnectionProtocol):
     def buffered(self) -> int:
         """Bytes this connection holds for its streams, either direction."""
         return sum(relay.buffered for relay in self.relays.values())
+
+    def buffer_limit(self) -> int:
+        """What this connection may hold in all. Before a successful CONNACK, one packet
+        of the largest size and a little more (early data streams of a 0-RTT client):
+        a client that has not been accepted gets no more of the gateway's memory."""
+        config = self.gateway.config
+        if self._accepted:
+            return config.max_connection_buffer
+        return min(config.max_connection_buffer, config.max_packet_size + 64 * 1024)
 
     def relay_done(self, relay: _StreamRelay) -> None:
         """A stream ended in both directions frees its slot (and its upstream)."""
@@ -328,7 +344,18 @@ class _GatewayConnection(QuicConnectionProtocol):
                            f"no CONNECT accepted within {self.gateway.config.connect_timeout:g} s")
 
     def _stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        if self._finished or stream_id in self._ended:
+        if self._finished:
+            return
+        if not self._accepted:
+            # Until the broker accepts it, a connection may send what one CONNECT and the
+            # early packets of a 0-RTT client need, not a stream of junk for the gateway to
+            # parse, buffer and refuse stream after stream.
+            self._received_early += len(data)
+            if self._received_early > self.buffer_limit():
+                self.close_for(ERROR_BUFFER_FULL, f"more than {self.buffer_limit()} bytes"
+                               " before the CONNECT was accepted")
+                return
+        if stream_id in self._ended:
             return
         relay = self.relays.get(stream_id)
         if relay is None:
@@ -399,6 +426,7 @@ class _GatewayConnection(QuicConnectionProtocol):
             if isinstance(packet, Connack) and packet.reason_code == 0:
                 if not self.connected.done():
                     self.connected.set_result(None)
+                    self._accepted = True
                     self._deadline.cancel()
                     if isinstance(packet.properties, dict):
                         self._server_keep_alive = packet.properties.get("server_keep_alive")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,14 +20,30 @@ from mqttquic.brokers import free_port
 
 
 def mosquitto_binary() -> str:
-    """mosquitto's path; in CI (CI=true) a missing mosquitto fails the test, elsewhere skips it."""
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
+    """mosquitto's path (``MQTTQUIC_MOSQUITTO`` overrides it); in CI (CI=true) a missing
+    mosquitto fails the test, elsewhere skips it."""
+    override = os.environ.get("MQTTQUIC_MOSQUITTO")
+    candidates = [override] if override else [shutil.which("mosquitto"), "/usr/sbin/mosquitto"]
+    for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     message = "mosquitto is not installed (make test installs it: apt-get install mosquitto)"
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def die_with_parent() -> None:
+    """For ``Popen(preexec_fn=...)``: the child gets SIGTERM when the test run dies, however
+    it dies (SIGINT, SIGTERM, SIGKILL), so no broker or gateway outlives it."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_child(args: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """A child process of the tests (a broker, a gateway) that ends with the test run."""
+    return subprocess.Popen(args, preexec_fn=die_with_parent, **kwargs)  # noqa: PLW1509
 
 
 class Mosquitto:
@@ -34,6 +53,7 @@ class Mosquitto:
                  persistence: bool = False, tls: tuple[Path, Path] | None = None,
                  extra: list[str] | None = None) -> None:
         self.folder = folder
+        self.binary = mosquitto_binary()  # first: a machine without mosquitto skips here
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         self.users = users
@@ -42,7 +62,10 @@ class Mosquitto:
         if users:
             password_file = folder / "passwords"
             password_file.write_text("")
-            passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            passwd = (shutil.which("mosquitto_passwd")
+                      or os.path.join(os.path.dirname(self.binary), "mosquitto_passwd"))
+            if not os.access(passwd, os.X_OK):
+                passwd = "/usr/bin/mosquitto_passwd"
             for user, password in users.items():
                 subprocess.run([passwd, "-b", str(password_file), user, password], check=True,
                                capture_output=True)
@@ -66,8 +89,8 @@ class Mosquitto:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Mosquitto:
-        self.process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(self.folder / "mosquitto.conf")],
+        self.process = start_child(
+            [self.binary, "-c", str(self.folder / "mosquitto.conf")],
             stdout=subprocess.DEVNULL, stderr=open(self.folder / "mosquitto.log", "ab"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

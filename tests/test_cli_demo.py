@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mqttquic.certs import CertificateFiles
 
-from .brokers import Mosquitto, free_port
+from .brokers import Mosquitto, free_port, start_child
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,17 +33,18 @@ def test_demo_runs_by_itself_and_exits_0() -> None:
 
 def test_cli_gateway_pub_sub_and_example(mosquitto: Mosquitto, certs: CertificateFiles) -> None:
     port = free_port(socket.SOCK_DGRAM)
-    gateway = subprocess.Popen(
+    gateway = start_child(
         [sys.executable, "-m", "mqttquic", "gateway", "--upstream", f"127.0.0.1:{mosquitto.port}",
          "--quic", f"127.0.0.1:{port}", "--tcp", "off", "--cert", str(certs.cert_file),
-         "--key", str(certs.key_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--key", str(certs.key_file), "--reset-key-file", "off"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     try:
         assert gateway.stdout is not None
         assert "MQTT over QUIC on udp/127.0.0.1" in gateway.stdout.readline()
         common = ["--host", "127.0.0.1", "--quic-port", str(port), "--ca-file",
                   str(certs.ca_file), "--server-name", "localhost"]
-        sub = subprocess.Popen([sys.executable, "-m", "mqttquic", "sub", *common, "-t", "cli/#",
-                                "-q", "1", "-C", "1"], stdout=subprocess.PIPE, text=True)
+        sub = start_child([sys.executable, "-m", "mqttquic", "sub", *common, "-t", "cli/#",
+                           "-q", "1", "-C", "1"], stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
         pub = subprocess.run([sys.executable, "-m", "mqttquic", "pub", *common, "-t", "cli/hello",
                               "-m", "hi there", "-q", "1"], capture_output=True, text=True,

@@ -28,7 +28,7 @@ from mqttquic.errors import (
 )
 from mqttquic.gateway import Gateway
 
-from .brokers import FaultyProxy, Mosquitto, free_port
+from .brokers import FaultyProxy, Mosquitto, free_port, start_child
 from .conftest import USERS, client_config, gateway_config
 from .test_quic import collect, count_payloads
 
@@ -221,12 +221,13 @@ async def test_a_persistent_subscriber_offline_loses_nothing_in_the_default_mode
     assert sorted(int(m.payload) for m in got) == list(range(total))
 
 
-def _gateway_process(mosquitto: Mosquitto, certs: CertificateFiles, quic_port: int,
-                     tcp_port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
+def gateway_process(mosquitto: Mosquitto, certs: CertificateFiles, quic_port: int,
+                    tcp_port: int, *extra: str) -> subprocess.Popen[bytes]:
+    """``python -m mqttquic gateway`` in front of ``mosquitto``, listening when returned."""
+    process = start_child(
         [sys.executable, "-m", "mqttquic", "gateway", "--upstream", f"127.0.0.1:{mosquitto.port}",
          "--quic", f"127.0.0.1:{quic_port}", "--tcp", f"127.0.0.1:{tcp_port}",
-         "--cert", str(certs.cert_file), "--key", str(certs.key_file)],
+         "--cert", str(certs.cert_file), "--key", str(certs.key_file), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):  # listening once the TLS port accepts
         try:
@@ -241,10 +242,12 @@ def _gateway_process(mosquitto: Mosquitto, certs: CertificateFiles, quic_port: i
 
 
 async def test_a_persistent_subscriber_loses_nothing_across_a_gateway_kill(
-        mosquitto: Mosquitto, gateway: Gateway, certs: CertificateFiles, topic_root: str) -> None:
+        mosquitto: Mosquitto, gateway: Gateway, certs: CertificateFiles, topic_root: str,
+        tmp_path: Path) -> None:
     total = 1000
     quic_port, tcp_port = free_port(socket.SOCK_DGRAM), free_port()
-    process = _gateway_process(mosquitto, certs, quic_port, tcp_port)
+    key = ("--reset-key-file", str(tmp_path / "reset.key"))
+    process = gateway_process(mosquitto, certs, quic_port, tcp_port, *key)
     try:
         target = type("G", (), {"quic_port": quic_port, "tcp_port": tcp_port})()
         config = client_config(target, certs, client_id=f"kill-{topic_root[-6:]}",
@@ -263,7 +266,7 @@ async def test_a_persistent_subscriber_loses_nothing_across_a_gateway_kill(
                     process.send_signal(signal.SIGKILL)  # no CONNECTION_CLOSE, nothing
                     process.wait(5)
                 if i == total // 2:
-                    process = _gateway_process(mosquitto, certs, quic_port, tcp_port)
+                    process = gateway_process(mosquitto, certs, quic_port, tcp_port, *key)
             await asyncio.wait([counter], timeout=30)
             counter.cancel()
             assert subscriber.get_stats()["reconnect_count"] >= 1
