@@ -45,7 +45,8 @@ class ConnectionConfig:
     max_packet_size: int = 268_435_460
     transport: str = "auto"  # "auto": QUIC first, TCP+TLS fallback; "quic" or "tcp" only
     head_start: float = 0.25  # seconds QUIC has before TCP+TLS starts too
-    quic_probe_interval: float = 30.0  # while on TCP, try QUIC again this often (0: never)
+    # While on TCP, probe QUIC: first after 0.5 s, then doubling up to this (0: never).
+    quic_probe_interval: float = 4.0
     tls_version: str | None = None  # minimum TLS version for TCP ("1.2" or "1.3")
     reconnect: bool = True  # reconnect by itself after an unexpected loss
     reconnect_min_delay: float = 0.5  # backoff: exponential from here, with full jitter

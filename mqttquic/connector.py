@@ -15,6 +15,7 @@ policy (``policy.ConnectionPolicy`` decides, this module does).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
 import time
@@ -36,6 +37,11 @@ __all__ = ["Connector"]
 logger = logging.getLogger("mqttquic.client")
 
 EarlyMessage = tuple[str, bytes, bool, "dict[str, Any] | None"]
+
+# While on TCP+TLS: the first QUIC probe after this many seconds, then doubling up to
+# config.quic_probe_interval; a probe gives up after PROBE_TIMEOUT seconds.
+FIRST_PROBE_AFTER = 0.5
+PROBE_TIMEOUT = 2.0
 
 
 class Connector:
@@ -171,11 +177,12 @@ class Connector:
             return await self._open_quic()
         return await self._race()
 
-    async def _open_quic(self, handshake: asyncio.Event | None = None) -> Transport:
+    async def _open_quic(self, handshake: asyncio.Event | None = None,
+                         config: ConnectionConfig | None = None) -> Transport:
         quic = self._quic_module()
         if quic is None:
             raise ConnectError("MQTT over QUIC needs aioquic, which is not installed")
-        config = self.config
+        config = config or self.config
         ticket = None
         handler = None
         if self._tickets is not None:
@@ -353,21 +360,30 @@ class Connector:
             logger.warning("restoring subscriptions failed: %s", exc)
 
     async def _probe_quic(self) -> None:
-        """While on TCP+TLS, try QUIC now and then; move over when it works."""
+        """While on TCP+TLS, try QUIC now and then; move over when it works.
+
+        The first probe comes soon (QUIC may have failed for a moment only), then the
+        pause doubles after each failed probe up to ``quic_probe_interval``; each probe
+        gives up after ``PROBE_TIMEOUT``, not the full connect timeout."""
+        pause = min(FIRST_PROBE_AFTER, self.config.quic_probe_interval)
         try:
             while not self.policy.is_closed:
-                await asyncio.sleep(self.config.quic_probe_interval)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, self.config.quic_probe_interval)
                 current = self.transport
                 if current is None or current.transport_type is TransportType.QUIC:
                     return
                 if not current.is_connected:
                     continue
                 self._handing_over = current
+                current.handing_over = True  # its end is planned: no warning
                 self.policy.handover_started()
+                moved = False
                 try:
                     moved = await self._move_to_quic(current)
                 finally:
                     self._handing_over = None
+                    current.handing_over = moved
                     self.policy.handover_ended()
                 if moved:
                     await current.disconnect()
@@ -379,8 +395,10 @@ class Connector:
             self._probing = None
 
     async def _move_to_quic(self, current: Transport) -> bool:
+        probe = dataclasses.replace(self.config,
+                                    connect_timeout=min(PROBE_TIMEOUT, self.config.connect_timeout))
         try:
-            quic = await self._open_quic()
+            quic = await self._open_quic(config=probe)
         except MQTTQUICError as exc:
             logger.debug("QUIC probe failed: %s", exc)
             return False

@@ -264,7 +264,7 @@ class _GatewayConnection(QuicConnectionProtocol):
             return
         try:
             self._quic.send_stream_data(stream_id, data, end_stream)
-        except (AssertionError, ValueError) as exc:  # stream already finished or reset
+        except (AssertionError, ValueError, RuntimeError) as exc:  # stream finished or reset
             logger.debug("dropping %d bytes for closed stream %d: %s", len(data), stream_id, exc)
             return
         if end_stream:
@@ -328,7 +328,7 @@ class _GatewayConnection(QuicConnectionProtocol):
         try:
             self._quic.reset_stream(stream_id, code)
             self._quic.stop_stream(stream_id, code)
-        except (AssertionError, ValueError):
+        except (AssertionError, ValueError, RuntimeError):
             pass
 
     def close_for(self, code: int, why: str) -> None:

@@ -33,6 +33,9 @@ class Transport(abc.ABC):
         self._lost_cause: BaseException | None = None
         self._lost_handler: Callable[[BaseException], None] | None = None
         self.connect_time = 0.0
+        # Set while the client replaces this connection on purpose (the move back to
+        # QUIC): its end is expected, and no reason for a warning.
+        self.handing_over = False
         self.session_present = False
         self.session_resumed = False
         self.zero_rtt_used = False

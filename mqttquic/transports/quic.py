@@ -98,6 +98,10 @@ def _use_system_trust_store(configuration: QuicConfiguration) -> None:
 
 # Longest wait for QUIC stream credit (MAX_STREAMS) before a new data stream gives up.
 STREAM_CREDIT_WAIT = 5.0
+# A path on which nothing we send has been acknowledged for this long (or four probe
+# timeouts, if longer) is dead, even while the server's packets still arrive.
+DEAD_PATH_AFTER = 1.0
+PATH_CHECK_INTERVAL = 0.2
 
 
 def connect_packet(config: ConnectionConfig, will: Will | None = None,
@@ -135,6 +139,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         # Set when the QUIC handshake completes (the client's race then skips TCP+TLS).
         self.handshake_event: asyncio.Event | None = None
         self._idle_ping: asyncio.TimerHandle | None = None
+        self._path_check: asyncio.TimerHandle | None = None
         self._ping_uid = 0
         # Background close of a refused connection (kept so it is not collected).
         self._closer: asyncio.Task[None] | None = None
@@ -177,6 +182,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             if self.handshake_event is not None:
                 self.handshake_event.set()
             self._schedule_idle_ping()
+            self._path_check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
         elif isinstance(event, ConnectionTerminated):
             self.terminated_reason = event.reason_phrase or f"error code {event.error_code}"
             if not self._closing:
@@ -432,7 +438,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         for stream_id, data in session.data_to_send():
             try:
                 self._quic.send_stream_data(stream_id, data)
-            except (AssertionError, ValueError) as exc:
+            except (AssertionError, ValueError, RuntimeError) as exc:
                 logger.warning("stream %d cannot carry %d more bytes: %s", stream_id, len(data), exc)
                 continue
             wrote = True
@@ -458,33 +464,66 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
             self._mqtt_timer = None
 
     def _schedule_idle_ping(self) -> None:
-        """Keep the connection alive within the negotiated QUIC idle timeout.
+        """Keep a quiet connection alive, and its path checked.
 
-        That timeout is the smaller of the two peers' (MsQuic servers advertise 30 s,
-        some less), and can be shorter than the MQTT keepalive, whose PINGREQs would
-        then come too late: between them, a QUIC PING (answered by an ACK, which
-        restarts both idle timers) goes out every third of the timeout."""
+        A QUIC PING (answered by an ACK, which restarts both idle timers) goes out when
+        nothing else has for a while:
+
+        - every third of the negotiated idle timeout. That timeout is the smaller of the
+          two peers' (MsQuic servers advertise 30 s, some less) and can be shorter than
+          the MQTT keepalive, whose PINGREQs would then come too late;
+        - every half keepalive, so that a path that died while the connection was quiet
+          is found (``_check_path``) within the keepalive, not after 1.5 x it."""
         remote = self._quic._remote_max_idle_timeout
         ours = self._quic._configuration.idle_timeout
-        keepalive = self.config.keepalive
-        if remote is None or (remote >= ours and keepalive and keepalive <= remote / 2):
-            return  # our own timeout is 1.5 x keepalive: PINGREQs keep it alive
-        interval = max(0.2, min(remote, ours) / 3)
+        intervals = [min(remote, ours) / 3 if remote is not None else ours / 3]
+        if self.config.keepalive:
+            intervals.append(self.config.keepalive / 2)
+        interval = max(0.2, min(intervals))
         self._idle_ping = self._loop.call_later(interval, self._send_idle_ping, interval)
 
     def _send_idle_ping(self, interval: float) -> None:
         self._idle_ping = None
         if self._lost or self._closing:
             return
-        self._ping_uid += 1
-        self._quic.send_ping(self._ping_uid)
-        self.transmit()
-        self._idle_ping = self._loop.call_later(interval, self._send_idle_ping, interval)
+        last = self._quic._loss._time_of_last_sent_ack_eliciting_packet
+        quiet_for = self._loop.time() - last
+        if quiet_for >= interval * 0.9:
+            self._ping_uid += 1
+            self._quic.send_ping(self._ping_uid)
+            self.transmit()
+            quiet_for = 0.0
+        self._idle_ping = self._loop.call_later(interval - quiet_for, self._send_idle_ping,
+                                                interval)
+
+    def _check_path(self) -> None:
+        """Declare the connection lost when nothing we sent has been acknowledged for
+        ``DEAD_PATH_AFTER`` (or four probe timeouts): our packets no longer arrive. The
+        MQTT keepalive would notice after 1.5 x keepalive, and aioquic's idle timeout
+        never, as long as the server's packets still come in."""
+        self._path_check = None
+        if self._lost or self._closing:
+            return
+        oldest = _oldest_unacknowledged(self._quic._loss.spaces)
+        if oldest is not None:
+            limit = max(DEAD_PATH_AFTER, 4 * self._quic._loss.get_probe_timeout())
+            waited = self._loop.time() - oldest
+            if waited > limit:
+                self._connection_lost(ConnectError(
+                    f"QUIC path dead: nothing acknowledged for {waited:.1f} s"))
+                return
+        self._path_check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
+
+    def _cancel_path_check(self) -> None:
+        if self._path_check is not None:
+            self._path_check.cancel()
+            self._path_check = None
 
     def _cancel_idle_ping(self) -> None:
         if self._idle_ping is not None:
             self._idle_ping.cancel()
             self._idle_ping = None
+        self._cancel_path_check()
 
     def _on_mqtt_timer(self) -> None:
         self._mqtt_timer = None
@@ -565,7 +604,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
                 self._quic.stop_stream(stream_id, 0)
             else:
                 self._quic.send_stream_data(stream_id, b"", end_stream=True)
-        except (AssertionError, ValueError):
+        except (AssertionError, ValueError, RuntimeError):
             return  # ended already (or never opened on our side)
         self._transmit_soon()
 
@@ -598,8 +637,11 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
     def _connection_lost(self, exc: ConnectError) -> None:
         if self._lost:
             return
+        was_connected = self.session is not None and self.session.state == "connected"
         self._lost = True
-        logger.warning("%s", exc)
+        # A connection that never got its CONNACK (a probe, a lost race) is reported to
+        # whoever waits for it, not logged as a loss.
+        logger.log(logging.WARNING if was_connected else logging.DEBUG, "%s", exc)
         self._cancel_timer()
         self._cancel_idle_ping()
         self._fail_waiters(exc)
@@ -682,6 +724,18 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     protocol.session_present = result.session_present
     logger.info("connected over QUIC to %s in %.1f ms", where, protocol.connect_time * 1000)
     return protocol
+
+
+def _oldest_unacknowledged(spaces: Any) -> float | None:
+    """When the oldest ack-eliciting packet still in flight was sent, or None."""
+    oldest: float | None = None
+    for space in spaces:
+        for packet in space.sent_packets.values():  # in packet number order
+            if packet.is_ack_eliciting and packet.in_flight:
+                if oldest is None or packet.sent_time < oldest:
+                    oldest = packet.sent_time
+                break
+    return oldest
 
 
 class _NoStreamCredit(Exception):

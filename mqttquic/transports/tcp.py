@@ -223,7 +223,10 @@ class PahoTransport(Transport):
         if not self._disconnected.done():
             self._disconnected.set_result(None)
         if was_connected and not self._closing:
-            logger.warning("%s", error)
+            if self.handing_over:
+                logger.info("TCP+TLS connection closed by the broker for the move to QUIC")
+            else:
+                logger.warning("%s", error)
             self.on_lost(error)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode,
