@@ -51,6 +51,8 @@ bench: build mosquitto
 	$(BIN)/python bench/quic_vs_tcp.py
 	$(BIN)/python bench/connect_times.py
 	$(BIN)/python bench/connect_times.py --delay-ms 25
+	@# Network namespaces and TUN need root: the script says so and skips otherwise.
+	$(BIN)/python bench/network.py
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean
 
 clean:

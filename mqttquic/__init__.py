@@ -18,6 +18,7 @@ from .errors import (
     OfflineQueueFull,
     OperationTimeout,
     PacketTooLarge,
+    PathDead,
     ProtocolError,
     PublishFailed,
     StreamLimitReached,
@@ -46,7 +47,7 @@ __all__ = [
     "Message", "Subscription", "Will", "Gateway", "GatewayConfig",
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
-    "StreamRefused", "OfflineQueueFull",
+    "StreamRefused", "OfflineQueueFull", "PathDead",
 ]
 
 

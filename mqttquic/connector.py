@@ -26,7 +26,7 @@ from typing import Any
 from ._aio import within
 from .codec import Subscription, Will
 from .config import ConnectionConfig, TransportType
-from .errors import ConnectError, ConnectionRefused, MQTTQUICError, OfflineQueueFull
+from .errors import ConnectError, ConnectionRefused, MQTTQUICError, OfflineQueueFull, PathDead
 from .message import Message
 from .policy import Backoff, ConnectionPolicy
 from .tickets import TicketStore
@@ -79,6 +79,8 @@ class Connector:
         # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
         self.early: list[EarlyMessage] = []
         self._warned_no_aioquic = False
+        # The last QUIC connection's path died: the next race starts TCP+TLS at once.
+        self._quic_suspect = False
 
     @property
     def is_connected(self) -> bool:
@@ -218,7 +220,10 @@ class Connector:
         config = self.config
         handshake = asyncio.Event()
         quic = asyncio.ensure_future(self._open_quic(handshake))
-        done, _ = await asyncio.wait({quic}, timeout=config.head_start)
+        # After a dead path QUIC is likely still dead: no head start this time.
+        head_start = 0.0 if self._quic_suspect else config.head_start
+        self._quic_suspect = False
+        done, _ = await asyncio.wait({quic}, timeout=head_start)
         if not done and handshake.is_set():
             await asyncio.wait({quic})
             done = {quic}
@@ -235,7 +240,7 @@ class Connector:
                 raise
             except ConnectError as tcp_exc:
                 raise ConnectError(f"both transports failed: QUIC: {exc}; TCP+TLS: {tcp_exc}") from None
-        logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", config.head_start * 1000)
+        logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", head_start * 1000)
         tcp = asyncio.ensure_future(self._open_tcp())
         names = {quic: "QUIC", tcp: "TCP+TLS"}
         errors: dict[str, BaseException] = {}
@@ -251,7 +256,7 @@ class Connector:
                         if other.exception() is None:
                             other.result().abort()
                     if task is tcp:
-                        why = errors.get("QUIC") or f"no QUIC handshake within {config.head_start} s"
+                        why = errors.get("QUIC") or f"no QUIC handshake within {head_start} s"
                         logger.warning("using TCP+TLS, not QUIC: %s", why)
                     return task.result()
                 if isinstance(exc, ConnectionRefused):
@@ -296,6 +301,7 @@ class Connector:
         carry_over = getattr(transport, "carry_over", None)
         if carry_over is not None:
             self._carry = carry_over()
+        self._quic_suspect = isinstance(exc, PathDead)
         self._up.clear()
         if decision == "reconnect":
             logger.warning("connection lost (%s): reconnecting", exc)

@@ -21,6 +21,7 @@ __all__ = [
     "StreamRefused",
     "PublishFailed",
     "OfflineQueueFull",
+    "PathDead",
 ]
 
 
@@ -100,6 +101,10 @@ class PublishFailed(MQTTQUICError):
         self.reason = reason
         code = f" (0x{reason_code:02X})" if reason_code is not None else ""
         super().__init__(f"publish to {topic!r} failed: {reason}{code}")
+
+
+class PathDead(ConnectError):
+    """The QUIC connection's path stopped carrying our packets (nothing acknowledged)."""
 
 
 class OfflineQueueFull(MQTTQUICError):

@@ -41,6 +41,7 @@ from ..errors import (
     ConnectError,
     ConnectionRefused,
     MQTTQUICError,
+    PathDead,
     PublishFailed,
     StreamLimitReached,
     StreamRefused,
@@ -140,6 +141,9 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self.handshake_event: asyncio.Event | None = None
         self._idle_ping: asyncio.TimerHandle | None = None
         self._path_check: asyncio.TimerHandle | None = None
+        # Since when packets we sent have waited for an acknowledgement with none coming.
+        self._unacked_since: float | None = None
+        self._acked_marks: tuple[int, ...] = ()
         self._ping_uid = 0
         # Background close of a refused connection (kept so it is not collected).
         self._closer: asyncio.Task[None] | None = None
@@ -504,12 +508,22 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._path_check = None
         if self._lost or self._closing:
             return
-        oldest = _oldest_unacknowledged(self._quic._loss.spaces)
-        if oldest is not None:
+        now = self._loop.time()
+        spaces = self._quic._loss.spaces
+        # aioquic declares a packet lost at each probe timeout and sends its data again,
+        # so the age of the oldest packet in flight says little: watch acknowledgements.
+        marks = tuple(space.largest_acked_packet for space in spaces)
+        waiting = any(space.ack_eliciting_in_flight for space in spaces)
+        if marks != self._acked_marks or not waiting:
+            self._acked_marks = marks
+            self._unacked_since = now if waiting else None
+        elif self._unacked_since is None:
+            self._unacked_since = _oldest_unacknowledged(spaces) or now
+        else:
             limit = max(DEAD_PATH_AFTER, 4 * self._quic._loss.get_probe_timeout())
-            waited = self._loop.time() - oldest
+            waited = now - self._unacked_since
             if waited > limit:
-                self._connection_lost(ConnectError(
+                self._connection_lost(PathDead(
                     f"QUIC path dead: nothing acknowledged for {waited:.1f} s"))
                 return
         self._path_check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
