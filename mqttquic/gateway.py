@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -402,6 +403,9 @@ class _GatewayConnection(QuicConnectionProtocol):
             asyncio.open_connection(config.upstream_host, config.upstream_port),
             config.upstream_timeout)
         self.gateway.upstream_connections += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # small packets go out at once, not after Nagle's wait
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return reader, writer
 
     async def _run_control(self, relay: _StreamRelay) -> None:
@@ -420,6 +424,9 @@ class _GatewayConnection(QuicConnectionProtocol):
         relay.attach(writer)
         try:
             connack = await read_packet(reader)
+            # The broker keeps Nagle on: ACK its CONNACK now, or the packets right behind
+            # it wait for our delayed ACK (40 ms).
+            quick_ack(writer.get_extra_info("socket"))
             version = self.connect_packet.protocol_version if self.connect_packet else 4
             self.send(CONTROL_STREAM, connack)
             packet = decode_packet(connack, version)
@@ -472,6 +479,7 @@ class _GatewayConnection(QuicConnectionProtocol):
         try:
             writer.write(encode(derived))
             reply = decode_packet(await read_packet(reader), connect.protocol_version)
+            quick_ack(writer.get_extra_info("socket"))  # see _run_control
             if not isinstance(reply, Connack) or reply.reason_code:
                 self.refuse_stream(relay.stream_id, ERROR_UPSTREAM,
                                    f"data stream refused: {reply!r}")
