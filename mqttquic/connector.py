@@ -42,6 +42,8 @@ EarlyMessage = tuple[str, bytes, bool, "dict[str, Any] | None"]
 # config.quic_probe_interval; a probe gives up after PROBE_TIMEOUT seconds.
 FIRST_PROBE_AFTER = 0.5
 PROBE_TIMEOUT = 2.0
+# The head start QUIC gets over TCP+TLS, in round trips of the known path at least.
+HEAD_START_RTTS = 6
 
 
 class Connector:
@@ -81,6 +83,9 @@ class Connector:
         self._warned_no_aioquic = False
         # The last QUIC connection's path died: the next race starts TCP+TLS at once.
         self._quic_suspect = False
+        # The path's round-trip time (seconds), from the last connection (or the ticket
+        # file): QUIC's first retransmission timer and the head start follow it.
+        self.path_rtt: float | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -192,16 +197,20 @@ class Connector:
             key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host)
             loop = asyncio.get_running_loop()
             # File I/O off the event loop; a ticket is offered once, then forgotten.
-            ticket = await loop.run_in_executor(None, tickets.take, key)
+            ticket, rtt = await loop.run_in_executor(None, tickets.take_resumption, key)
+            if rtt is not None:
+                self.path_rtt = rtt
 
-            def handler(new_ticket: Any) -> None:
-                saving = loop.run_in_executor(None, tickets.save, key, new_ticket)
+            def handler(new_ticket: Any, measured_rtt: float | None) -> None:
+                saving = loop.run_in_executor(None, tickets.save, key, new_ticket, measured_rtt)
                 self._ticket_writes.add(saving)
                 saving.add_done_callback(self._ticket_writes.discard)
         transport: Transport = await quic.connect_quic(
             config, will=self._will(), properties=self._connect_properties(),
             session_ticket=ticket, ticket_handler=handler, adopt=self._carry,
-            early_messages=self.early, handshake=handshake)
+            early_messages=self.early, handshake=handshake, initial_rtt=self.path_rtt)
+        if transport.rtt_ms is not None:
+            self.path_rtt = transport.rtt_ms / 1000
         self._carry = None  # the new connection owns the carried flows now
         return transport
 
@@ -220,8 +229,15 @@ class Connector:
         config = self.config
         handshake = asyncio.Event()
         quic = asyncio.ensure_future(self._open_quic(handshake))
-        # After a dead path QUIC is likely still dead: no head start this time.
-        head_start = 0.0 if self._quic_suspect else config.head_start
+        # After a dead path QUIC is likely still dead: no head start this time. Otherwise
+        # at least the time of a handshake with one lost Initial on this path (2 RTT plus
+        # a retransmission after 2 RTT), so that one lost packet does not hand the
+        # session to TCP+TLS.
+        head_start = config.head_start
+        if self.path_rtt is not None:
+            head_start = max(head_start, HEAD_START_RTTS * self.path_rtt)
+        if self._quic_suspect:
+            head_start = 0.0
         self._quic_suspect = False
         done, _ = await asyncio.wait({quic}, timeout=head_start)
         if not done and handshake.is_set():

@@ -136,12 +136,20 @@ class TicketStore:
         """``load``, and remove the entry: a ticket is offered once (a server may accept
         each only once, and 0-RTT data sent under a reused ticket is easier to replay).
         The connection that uses it stores the server's next ticket."""
+        return self.take_resumption(key)[0]
+
+    def take_resumption(self, key: str) -> tuple[SessionTicket | None, float | None]:
+        """``take``, with the round-trip time (seconds) the previous connection to this
+        server measured, if it was stored with the ticket."""
         with self._lock:
             entries = self._read()
             entry = entries.pop(key, None)
             if entry is not None:
                 self._write(entries)
-        return self._ticket(key, entry)
+        rtt = entry.get("path_rtt") if isinstance(entry, dict) else None
+        if not isinstance(rtt, (int, float)) or not 0 < rtt < 60:
+            rtt = None
+        return self._ticket(key, entry), rtt
 
     def _ticket(self, key: str, entry: Any) -> SessionTicket | None:
         if entry is None:
@@ -158,8 +166,9 @@ class TicketStore:
             return None
         return ticket
 
-    def save(self, key: str, ticket: SessionTicket) -> None:
+    def save(self, key: str, ticket: SessionTicket, rtt: float | None = None) -> None:
         """Store ``ticket`` for ``key`` (atomically, mode 0600); expired entries are dropped.
+        ``rtt``: the path's round-trip time in seconds, for the next connect's timers.
 
         An untrusted file is replaced by one of ours."""
         with self._lock:
@@ -172,6 +181,8 @@ class TicketStore:
                 except (KeyError, TypeError, ValueError):
                     del entries[other]
             entries[key] = ticket_to_dict(ticket)
+            if rtt is not None:
+                entries[key]["path_rtt"] = round(rtt, 6)
             self._write(entries)
 
     def _write(self, entries: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -367,3 +368,17 @@ async def test_a_ticket_file_others_may_write_is_not_used(
         async with Client(config) as client:
             assert client.get_stats()["session_resumed"] is False
     assert "writable by others" in caplog.text
+
+
+async def test_the_next_connect_starts_from_the_paths_measured_rtt(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path) -> None:
+    ticket_file = tmp_path / "tickets"
+    config = client_config(gateway, certs, transport="quic", session_ticket_file=str(ticket_file))
+    async with Client(config):
+        pass
+    [entry] = json.loads(ticket_file.read_text())["tickets"].values()
+    assert 0 < entry["path_rtt"] < 1
+    async with Client(config) as client:
+        transport: Any = client._transport
+        # aioquic's first retransmission timer follows it (not below 10 ms), not 100 ms.
+        assert transport._quic._loss._rtt_initial == max(0.01, entry["path_rtt"])

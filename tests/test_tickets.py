@@ -134,3 +134,19 @@ def test_an_oversized_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="mqttquic.tickets"):
         assert TicketStore(path).load("h:1:localhost") is None
     assert f"larger than {MAX_FILE_SIZE} bytes" in caplog.text
+
+
+def test_the_paths_rtt_is_kept_with_the_ticket(tmp_path: Path) -> None:
+    store = TicketStore(tmp_path / "t")
+    ticket = make_ticket()
+    store.save("h:1:localhost", ticket, rtt=0.0523)
+    assert store.take_resumption("h:1:localhost") == (ticket, 0.0523)
+    assert store.take_resumption("h:1:localhost") == (None, None)
+    store.save("h:1:localhost", ticket)  # no RTT measured
+    assert store.take_resumption("h:1:localhost") == (ticket, None)
+    path = tmp_path / "t"
+    store.save("h:1:localhost", ticket, rtt=0.05)
+    data = json.loads(path.read_text())
+    data["tickets"]["h:1:localhost"]["path_rtt"] = "fast"  # nonsense is ignored
+    path.write_text(json.dumps(data))
+    assert store.take_resumption("h:1:localhost") == (ticket, None)
