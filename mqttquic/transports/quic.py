@@ -11,6 +11,7 @@ control stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -147,6 +148,9 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         self._ping_uid = 0
         # Background close of a refused connection (kept so it is not collected).
         self._closer: asyncio.Task[None] | None = None
+        # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
+        self.wants_ticket = False
+        self.ticket_received = asyncio.Event()
 
     # --- aioquic events -----------------------------------------------------------------
 
@@ -359,6 +363,13 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
     async def disconnect(self) -> None:
         if self._closing:
             return
+        if self.wants_ticket and not self.ticket_received.is_set() and self.is_connected:
+            # The server sends its session ticket a round trip after the handshake. A
+            # device that connects, publishes once and leaves would close first, and its
+            # next connect would be a full handshake: wait for the ticket, briefly.
+            rtt = (self.rtt_ms or 100.0) / 1000
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.ticket_received.wait(), min(1.0, 4 * rtt))
         self._closing = True
         self._user_closing = True
         if self.session is not None and self.session.state != "closed":
@@ -692,6 +703,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     def create_protocol(*args: Any, **kwargs: Any) -> MQTTQuicAdvancedProtocol:
         protocol = MQTTQuicAdvancedProtocol(*args, config=config, **kwargs)
         protocol.handshake_event = handshake
+        protocol.wants_ticket = ticket_handler is not None
         protocol_box.append(protocol)
         return protocol
 
@@ -702,7 +714,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     context = quic_connect(config.host, config.quic_port, configuration=configuration,
                            create_protocol=create_protocol,
                            session_ticket_handler=None if ticket_handler is None
-                           else lambda ticket: ticket_handler(ticket, _rtt(protocol_box)),
+                           else lambda ticket: _got_ticket(protocol_box, ticket, ticket_handler),
                            wait_connected=session_ticket is None)
     where = f"{config.host}:{config.quic_port}"
 
@@ -763,6 +775,13 @@ def _oldest_unacknowledged(spaces: Any) -> float | None:
 
 class _NoStreamCredit(Exception):
     """A new data stream is needed and the server has granted no room for it."""
+
+
+def _got_ticket(protocols: list[MQTTQuicAdvancedProtocol], ticket: SessionTicket,
+                handler: Callable[[SessionTicket, float | None], None]) -> None:
+    if protocols:
+        protocols[0].ticket_received.set()
+    handler(ticket, _rtt(protocols))
 
 
 def _rtt(protocols: list[MQTTQuicAdvancedProtocol]) -> float | None:
