@@ -390,16 +390,14 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
 
     def abort(self) -> None:
         self._closing = True
-        self._cancel_timer()
-        self._cancel_idle_ping()
+        self._cancel_timers()
         self.close(reason_phrase="closed by the client")
         self._fail_waiters(ConnectError("connection closed"))
         if self._transport is not None:
             self._transport.close()
 
     async def _close_quic(self) -> None:
-        self._cancel_timer()
-        self._cancel_idle_ping()
+        self._cancel_timers()
         self._fail_waiters(ConnectError("connection closed"))
         if self._context is not None:
             context, self._context = self._context, None
@@ -473,10 +471,12 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         if deadline is not None:
             self._mqtt_timer = self._loop.call_at(deadline, self._on_mqtt_timer)
 
-    def _cancel_timer(self) -> None:
-        if self._mqtt_timer is not None:
-            self._mqtt_timer.cancel()
-            self._mqtt_timer = None
+    def _cancel_timers(self) -> None:
+        """Stop the keepalive timer, the idle PINGs and the path check."""
+        for handle in (self._mqtt_timer, self._idle_ping, self._path_check):
+            if handle is not None:
+                handle.cancel()
+        self._mqtt_timer = self._idle_ping = self._path_check = None
 
     def _schedule_idle_ping(self) -> None:
         """Keep a quiet connection alive, and its path checked.
@@ -539,16 +539,6 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
                 return
         self._path_check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
 
-    def _cancel_path_check(self) -> None:
-        if self._path_check is not None:
-            self._path_check.cancel()
-            self._path_check = None
-
-    def _cancel_idle_ping(self) -> None:
-        if self._idle_ping is not None:
-            self._idle_ping.cancel()
-            self._idle_ping = None
-        self._cancel_path_check()
 
     def _on_mqtt_timer(self) -> None:
         self._mqtt_timer = None
@@ -667,8 +657,7 @@ class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
         # A connection that never got its CONNACK (a probe, a lost race) is reported to
         # whoever waits for it, not logged as a loss.
         logger.log(logging.WARNING if was_connected else logging.DEBUG, "%s", exc)
-        self._cancel_timer()
-        self._cancel_idle_ping()
+        self._cancel_timers()
         self._fail_waiters(exc)
         if not self._closing:
             self.close(reason_phrase=str(exc)[:100])
