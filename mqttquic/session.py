@@ -40,13 +40,23 @@ from .enums import PacketType
 from .errors import MalformedPacket, MQTTQUICError, PublishFailed
 from .reason_codes import reason_code_name
 
-__all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds"]
+__all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds", "check_publish_size"]
 
 logger = logging.getLogger("mqttquic.session")
 
 CONTROL = 0
 
 _PACKET_ID_NOT_FOUND = 0x92
+
+
+def check_publish_size(packet: Publish, protocol_version: int, limit: int | None) -> None:
+    """PublishFailed (0x95) when ``packet`` is larger than the broker's Maximum Packet
+    Size (MQTT 5 CONNACK), before it is sent: the broker would disconnect for it."""
+    if limit is not None:
+        size = len(encode(packet, protocol_version))
+        if size > limit:
+            raise PublishFailed(packet.topic, 0x95, f"Packet too large: {size} bytes, the"
+                                f" broker accepts at most {limit} (CONNACK Maximum Packet Size)")
 
 
 class SessionClosed(MQTTQUICError):
@@ -259,12 +269,7 @@ class Session:
             raise SessionClosed("the session is closed")
 
     def _check_size(self, packet: Publish) -> None:
-        limit = self.server_max_packet_size
-        if limit is not None:
-            size = len(encode(packet, self.protocol_version))
-            if size > limit:
-                raise PublishFailed(packet.topic, 0x95, f"Packet too large: {size} bytes, the"
-                                    f" broker accepts at most {limit} (CONNACK Maximum Packet Size)")
+        check_publish_size(packet, self.protocol_version, self.server_max_packet_size)
 
     def _channel(self, channel: int) -> _Channel:
         state = self._channels.get(channel)

@@ -48,10 +48,9 @@ class _FinishingConnection(_GatewayConnection):
             limit = self._quic._local_max_streams_bidi
             limit.value = limit.sent = EMQX_STREAMS
         else:
-            self._quic._local_max_streams_bidi = _FrozenLimit(
-                limit_type := self._quic._local_max_streams_bidi.frame_type,
-                "max_streams_bidi", EMQX_STREAMS)
-            del limit_type
+            frame_type = self._quic._local_max_streams_bidi.frame_type
+            self._quic._local_max_streams_bidi = _FrozenLimit(frame_type, "max_streams_bidi",
+                                                              EMQX_STREAMS)
 
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         if stream_id == CONTROL_STREAM or not data:

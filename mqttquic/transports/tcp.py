@@ -25,13 +25,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .._aio import quick_ack
-from ..codec import Publish, Subscription, Will, encode
+from ..codec import Publish, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..enums import PacketType
 from ..errors import ConnectError, ConnectionRefused, PublishFailed
 from ..message import Message
 from ..policy import v311_return_code
 from ..reason_codes import reason_code_name
+from ..session import check_publish_size
 from .base import Transport
 
 __all__ = ["PahoTransport", "connect_tcp", "tls_context"]
@@ -312,13 +313,10 @@ class PahoTransport(Transport):
                       properties: dict[str, Any] | None = None) -> None:
         if not self._connected:
             raise ConnectError("not connected")
-        limit = self.server_max_packet_size
-        if limit is not None:
-            size = len(encode(Publish(topic, payload, qos, retain, False, 1 if qos else None,
-                                      properties), self.config.protocol_version))
-            if size > limit:
-                raise PublishFailed(topic, 0x95, f"Packet too large: {size} bytes, the broker"
-                                    f" accepts at most {limit} (CONNACK Maximum Packet Size)")
+        if self.server_max_packet_size is not None:
+            check_publish_size(Publish(topic, payload, qos, retain, False, 1 if qos else None,
+                                       properties), self.config.protocol_version,
+                               self.server_max_packet_size)
         info = self._client.publish(topic, payload, qos, retain,
                                     _properties(PacketTypes.PUBLISH, properties))
         code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
