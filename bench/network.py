@@ -37,6 +37,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 GATEWAY_QUIC, GATEWAY_TLS, BROKER, BROKER_TLS = 14567, 8884, 1883, 8883
+# The baseline: paho-mqtt over TCP+TLS straight to mosquitto, and through our gateway.
+PAHO_PEERS = (("paho", BROKER_TLS), ("paho via gateway", GATEWAY_TLS))
 
 # --- the client side (runs inside the client namespace) ----------------------------------------
 
@@ -165,27 +167,29 @@ async def client_role(args: argparse.Namespace) -> None:
     for _ in range(args.rounds if "connect" in args.only else 0):
         emit("connect full", "ours", 1000 * await ours_connect(False))
         emit("connect 0-RTT", "ours", 1000 * await ours_connect(True))
-        emit("connect full", "paho", 1000 * await _in_thread(paho_connect, BROKER_TLS))
-        emit("connect full", "paho via gateway", 1000 * await _in_thread(paho_connect, GATEWAY_TLS))
+        for peer, port in PAHO_PEERS:
+            emit("connect full", peer, 1000 * await _in_thread(paho_connect, port))
         emit("connect to first PUBACK", "ours", 1000 * await ours_first_puback())
-        emit("connect to first PUBACK", "paho", 1000 * await _in_thread(paho_first_puback,
-                                                                          BROKER_TLS))
+        for peer, port in PAHO_PEERS:
+            emit("connect to first PUBACK", peer, 1000 * await _in_thread(paho_first_puback, port))
 
     topics = [f"bench/parallel/{name}" for name in ("temp", "humid", "press")]
     rounds = args.rounds if "publish" in args.only else 0
     ours = _ours(settings, transport="quic")
     await ours.connect()
-    paho_run = PahoRun(BROKER_TLS, ca_file, host)
-    await _in_thread(paho_run.connect)
+    paho_runs = [(peer, PahoRun(port, ca_file, host)) for peer, port in PAHO_PEERS]
+    for _, run in paho_runs:
+        await _in_thread(run.connect)
     for _ in range(rounds):
         started = time.perf_counter()
         results = await ours.publish_parallel([{"topic": t, "payload": b"x" * 32, "qos": 1}
                                                for t in topics])
         assert all(results.values())
         emit("3 parallel QoS 1 publishes", "ours", 1000 * (time.perf_counter() - started))
-        started = time.perf_counter()
-        await _in_thread(paho_run.publish_all, topics)
-        emit("3 parallel QoS 1 publishes", "paho", 1000 * (time.perf_counter() - started))
+        for peer, run in paho_runs:
+            started = time.perf_counter()
+            await _in_thread(run.publish_all, topics)
+            emit("3 parallel QoS 1 publishes", peer, 1000 * (time.perf_counter() - started))
 
     count = args.messages
     for _ in range(2 if "publish" in args.only else 0):
@@ -194,11 +198,13 @@ async def client_role(args: argparse.Namespace) -> None:
         await asyncio.gather(*(_windowed(ours, window, i) for i in range(count)))
         emit("QoS 1 throughput, 100 in flight", "ours",
              count / (time.perf_counter() - started), "msg/s")
-        started = time.perf_counter()
-        await _in_thread(paho_run.publish_all, [f"bench/tp/{i % 4}" for i in range(count)])
-        emit("QoS 1 throughput, 100 in flight", "paho",
-             count / (time.perf_counter() - started), "msg/s")
-    await _in_thread(paho_run.close)
+        for peer, run in paho_runs:
+            started = time.perf_counter()
+            await _in_thread(run.publish_all, [f"bench/tp/{i % 4}" for i in range(count)])
+            emit("QoS 1 throughput, 100 in flight", peer,
+                 count / (time.perf_counter() - started), "msg/s")
+    for _, run in paho_runs:
+        await _in_thread(run.close)
     await ours.disconnect()
 
     # Dead path and move back: the orchestrator blocks and unblocks the client's UDP.

@@ -43,6 +43,7 @@ from aioquic.tls import SessionTicket
 
 from ._aio import quick_ack, read_packet
 from ._framing import Framer
+from ._handshake_probe import ProbeCarriesData
 from ._resets import StatelessResets
 from .certs import generate_certificates
 from .codec import Connack, Connect, StreamDecoder, decode_packet, encode
@@ -216,7 +217,7 @@ class _StreamRelay:
             self.writer.close()
 
 
-class _GatewayConnection(QuicConnectionProtocol):
+class _GatewayConnection(ProbeCarriesData):
     """The gateway's side of one QUIC connection."""
 
     def __init__(self, *args: Any, gateway: Gateway, **kwargs: Any) -> None:

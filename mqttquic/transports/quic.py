@@ -34,6 +34,7 @@ from aioquic.quic.events import (
 from aioquic.tls import SessionTicket
 
 from .. import events as ev
+from .._handshake_probe import ProbeCarriesData
 from .._resets import is_stateless_reset
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
@@ -113,13 +114,13 @@ def connect_packet(config: ConnectionConfig, will: Will | None = None,
                    config.username, password, will, properties, config.protocol_version)
 
 
-class MQTTQuicAdvancedProtocol(QuicConnectionProtocol, Transport):
+class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     """One QUIC connection carrying one MQTT session (the seed's protocol class)."""
 
     transport_type = TransportType.QUIC
 
     def __init__(self, *args: Any, config: ConnectionConfig, **kwargs: Any) -> None:
-        QuicConnectionProtocol.__init__(self, *args, **kwargs)
+        ProbeCarriesData.__init__(self, *args, **kwargs)
         Transport.__init__(self)
         self.config = config
         self.session: Session | None = None
