@@ -99,21 +99,31 @@ cdef inline int _varint_size(Py_ssize_t value) noexcept:
     return 4
 
 
-def encode_varint(Py_ssize_t value):
+def encode_varint(value):
     """Encode ``value`` as a Variable Byte Integer (1 to 4 bytes)."""
     cdef unsigned char out[4]
-    if value < 0 or value > MAX_VARINT:
+    cdef Py_ssize_t n
+    # Any int, not only what fits a C ssize_t (32 bits on armhf): the same error as the twin.
+    try:
+        n = value
+    except OverflowError:
+        n = -1
+    if n < 0 or n > MAX_VARINT:
         raise MalformedPacket(
             f"variable byte integer {value} out of range 0..{MAX_VARINT} [MQTT-1.5.5]")
-    return PyBytes_FromStringAndSize(<char*>out, _write_varint(out, value))
+    return PyBytes_FromStringAndSize(<char*>out, _write_varint(out, n))
 
 
-def decode_varint(buf, Py_ssize_t offset=0):
+def decode_varint(buf, offset=0):
     """Decode a Variable Byte Integer at ``offset``: ``(value, next_offset)``, or
     ``None`` when ``buf`` ends first (need more data)."""
     cdef const unsigned char[::1] view
     cdef const unsigned char* p
-    cdef Py_ssize_t n, used = 0, value
+    cdef Py_ssize_t n, used = 0, value, start
+    try:
+        start = offset
+    except OverflowError:
+        start = -1
     if type(buf) is bytes:
         p = <const unsigned char*>PyBytes_AS_STRING(buf)
         n = PyBytes_GET_SIZE(buf)
@@ -121,14 +131,14 @@ def decode_varint(buf, Py_ssize_t offset=0):
         view = buf
         n = view.shape[0]
         p = &view[0] if n else NULL
-    if offset < 0 or offset > n:
+    if start < 0 or start > n:
         raise IndexError("offset out of range")
-    value = _read_varint(p + offset, n - offset, &used)
+    value = _read_varint(p + start, n - start, &used)
     if value == NEED_MORE:
         return None
     if value < 0:
         raise _varint_error(value)
-    return value, offset + used
+    return value, start + used
 
 
 cdef inline bint _bad_topic_bytes(const char* p, Py_ssize_t n) noexcept:

@@ -55,6 +55,8 @@ def decode_varint(buf: bytes | bytearray | memoryview, offset: int = 0) -> tuple
     value = 0
     shift = 0
     end = len(buf)
+    if not 0 <= offset <= end:
+        raise IndexError("offset out of range")
     pos = offset
     while pos < end:
         byte = buf[pos]

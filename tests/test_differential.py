@@ -129,3 +129,31 @@ def test_twins_agree_on_mutated_packets(item: tuple[int, Any],
     outcomes = {codec.IMPLEMENTATION: _outcome(codec, bytes(data), version)
                 for codec in twin_modules()}
     assert outcomes["cython"] == outcomes["python"]
+
+
+def _varint_outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return "ok", call()
+    except Exception as exc:  # noqa: BLE001 - the twins must fail alike, whatever the class
+        return type(exc).__name__, str(exc)
+
+
+# Beyond 64 bits too: a C ssize_t is 32 bits on armhf and 64 on x86_64 and arm64.
+ANY_INT = st.one_of(st.integers(-2**70, 2**70), st.sampled_from(
+    [-1, 0, 268_435_455, 268_435_456, 2**31 - 1, 2**31, 2**32, 2**40, 2**63 - 1, 2**63, 2**64]))
+
+
+@SETTINGS
+@given(ANY_INT)
+def test_twins_agree_on_every_integer_to_encode(value: int) -> None:
+    outcomes = {codec.IMPLEMENTATION: _varint_outcome(lambda c=codec: c.encode_varint(value))
+                for codec in twin_modules()}
+    assert outcomes["cython"] == outcomes["python"]
+
+
+@SETTINGS
+@given(st.binary(max_size=8), ANY_INT)
+def test_twins_agree_on_every_offset_to_decode(data: bytes, offset: int) -> None:
+    outcomes = {codec.IMPLEMENTATION: _varint_outcome(lambda c=codec: c.decode_varint(data, offset))
+                for codec in twin_modules()}
+    assert outcomes["cython"] == outcomes["python"]

@@ -25,7 +25,7 @@ def test_spec_table(codec: ModuleType, value: int, encoded: bytes) -> None:
     assert codec.decode_varint(memoryview(encoded)) == (value, len(encoded))
 
 
-@pytest.mark.parametrize("value", [-1, 268_435_456, 2**40])
+@pytest.mark.parametrize("value", [-1, 268_435_456, 2**31, 2**40, 2**63, 2**64, -2**63 - 1])
 def test_encode_out_of_range(codec: ModuleType, value: int) -> None:
     with pytest.raises(MalformedPacket, match="out of range"):
         codec.encode_varint(value)
