@@ -10,7 +10,8 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+
+from .cli_clients import CliError, add_pub, add_sub
 
 __all__ = ["main"]
 
@@ -20,30 +21,6 @@ def _host_port(text: str, default_port: int) -> tuple[str, int]:
     if not host:
         return text, default_port
     return host.strip("[]"), int(port)
-
-
-def _client_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="localhost")
-    parser.add_argument("--quic-port", type=int, default=14567)
-    parser.add_argument("--client-id", default="")
-    parser.add_argument("--username")
-    parser.add_argument("--password")
-    parser.add_argument("--ca-file", help="CA to verify the server with (default: system store)")
-    parser.add_argument("--server-name", help="name to verify in the certificate (default: host)")
-    parser.add_argument("--insecure", action="store_true", help="do not verify the certificate")
-    parser.add_argument("--mqtt5", action="store_true", help="MQTT 5.0 instead of 3.1.1")
-    parser.add_argument("--single-stream", action="store_true",
-                        help="everything on the control stream")
-
-
-def _config(args: argparse.Namespace) -> Any:
-    from .config import ConnectionConfig
-
-    return ConnectionConfig(host=args.host, quic_port=args.quic_port, client_id=args.client_id,
-                            username=args.username, password=args.password,
-                            ca_file=args.ca_file, server_name=args.server_name,
-                            insecure=args.insecure, protocol_version=5 if args.mqtt5 else 4,
-                            multi_stream=not args.single_stream)
 
 
 async def _gateway(args: argparse.Namespace) -> int:
@@ -86,24 +63,22 @@ async def _gateway(args: argparse.Namespace) -> int:
 
 
 async def _pub(args: argparse.Namespace) -> int:
-    from .client import Client
+    from .cli_clients import run_pub
 
-    async with Client(_config(args)) as client:
-        await client.publish(args.topic, args.message, qos=args.qos, retain=args.retain)
-    return 0
+    return await run_pub(args)
 
 
 async def _sub(args: argparse.Namespace) -> int:
-    from .client import Client
+    from .cli_clients import run_sub
 
-    async with Client(_config(args)) as client:
-        await client.subscribe(args.topic, qos=args.qos)
-        count = 0
-        async for message in client.messages():
-            print(f"{message.topic} {message.payload.decode('utf-8', 'replace')}", flush=True)
-            count += 1
-            if args.count and count >= args.count:
-                break
+    return await run_sub(args)
+
+
+async def _info(args: argparse.Namespace) -> int:
+    from .info import describe
+
+    for name, value in describe():
+        print(f"{name:<12} {value}")
     return 0
 
 
@@ -145,20 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                          help="key for stateless resets, kept across restarts (made when"
                               " missing; 'off': a new one per start)")
 
-    pub = commands.add_parser("pub", help="publish one message")
-    _client_args(pub)
-    pub.add_argument("-t", "--topic", required=True)
-    pub.add_argument("-m", "--message", default="")
-    pub.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2))
-    pub.add_argument("-r", "--retain", action="store_true")
-
-    sub = commands.add_parser("sub", help="print messages")
-    _client_args(sub)
-    sub.add_argument("-t", "--topic", required=True, action="append")
-    sub.add_argument("-q", "--qos", type=int, default=0, choices=(0, 1, 2))
-    sub.add_argument("-C", "--count", type=int, default=0, help="stop after this many")
-
+    add_pub(commands)
+    add_sub(commands)
     commands.add_parser("bench", help="time this machine's MQTT codec (both twins)")
+    commands.add_parser("info", help="versions: mqttquic, its codec, aioquic, paho-mqtt, Python")
 
     demo = commands.add_parser("demo", help="run the demo on an embedded broker")
     demo.add_argument("--broker", default="auto", choices=("auto", "amqtt", "mosquitto"))
@@ -172,11 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The demo tells what happens itself (the CA's path, the fallback); -v shows the logs.
         logging.getLogger("mqttquic").setLevel(logging.ERROR)
     handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo,
-               "bench": _bench}[args.command]
+               "bench": _bench, "info": _info}[args.command]
     try:
         return asyncio.run(handler(args))
     except KeyboardInterrupt:
         return 130
+    except CliError as exc:  # a usage error, worded as mosquitto_pub/sub word theirs
+        if not getattr(args, "quiet", False):
+            print(f"Error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
-        print(f"mqttquic {args.command}: {exc}", file=sys.stderr)
+        if not getattr(args, "quiet", False):
+            print(f"mqttquic {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from ._aio import within
 from .codec import Subscription, Will
@@ -34,7 +34,7 @@ __all__ = ["Client", "MQTTQUICAdvancedClient", "OfflineQueueFull"]
 
 logger = logging.getLogger("mqttquic.client")
 
-SubscribeArg = Union[str, Subscription, tuple[str, int], Iterable[Union[str, Subscription, tuple[str, int]]]]
+SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
 _CLOSED = object()  # ends messages() iterators
 
@@ -264,6 +264,8 @@ class Client:
         for subscription, code in zip(subscriptions, codes):
             if code < 0x80:
                 self._subscriptions[subscription.topic_filter] = subscription
+        logger.debug("subscribed to %s: SUBACK codes %s",
+                     ", ".join(s.topic_filter for s in subscriptions), codes)
         return codes
 
     async def unsubscribe(self, topic: str | Iterable[str],

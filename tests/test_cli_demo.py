@@ -44,7 +44,7 @@ def test_cli_gateway_pub_sub_and_example(mosquitto: Mosquitto, certs: Certificat
         common = ["--host", "127.0.0.1", "--quic-port", str(port), "--ca-file",
                   str(certs.ca_file), "--server-name", "localhost"]
         sub = start_child([sys.executable, "-m", "mqttquic", "sub", *common, "-t", "cli/#",
-                           "-q", "1", "-C", "1"], stdout=subprocess.PIPE, text=True)
+                           "-q", "1", "-C", "1", "-v"], stdout=subprocess.PIPE, text=True)
         time.sleep(1.5)
         pub = subprocess.run([sys.executable, "-m", "mqttquic", "pub", *common, "-t", "cli/hello",
                               "-m", "hi there", "-q", "1"], capture_output=True, text=True,
