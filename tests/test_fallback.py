@@ -494,3 +494,14 @@ async def test_qos2_flow_continues_after_a_cut_between_pubrec_and_pubcomp(
             assert [m.payload for m in got] == [b"exactly once"]
     finally:
         await proxy.stop()
+
+
+async def test_a_loop_without_add_reader_gets_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch, gateway: Gateway, certs: CertificateFiles) -> None:
+    """Windows' default ProactorEventLoop has no add_reader: say so, do not fail later."""
+    from mqttquic.transports.tcp import connect_tcp
+
+    monkeypatch.setattr(asyncio, "ProactorEventLoop", type(asyncio.get_running_loop()),
+                        raising=False)
+    with pytest.raises(ConnectError, match="WindowsSelectorEventLoopPolicy"):
+        await connect_tcp(client_config(gateway, certs, transport="tcp"))

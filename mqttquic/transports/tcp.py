@@ -274,7 +274,7 @@ class PahoTransport(Transport):
                 self._loop.add_writer(sock, self._client.loop_write)
             reason, flags, connack_properties = await asyncio.wait_for(
                 self._connack, max(0.1, config.connect_timeout - (time.monotonic() - started)))
-        except (asyncio.TimeoutError, TimeoutError, asyncio.CancelledError) as exc:
+        except (TimeoutError, asyncio.CancelledError) as exc:
             # The thread cannot be stopped: close what it opens once it is done.
             opening.add_done_callback(lambda _: self.abort())
             self.abort()
@@ -363,7 +363,7 @@ class PahoTransport(Transport):
             self._client.disconnect()
             try:
                 await asyncio.wait_for(asyncio.shield(self._disconnected), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._client._sock_close()
         self._stop()
 
@@ -401,6 +401,11 @@ class PahoTransport(Transport):
 async def connect_tcp(config: ConnectionConfig, *, will: Will | None = None,
                       properties: dict[str, Any] | None = None) -> PahoTransport:
     """MQTT over TCP+TLS to ``config.host:config.tcp_port`` through paho-mqtt."""
+    if not watches_sockets(asyncio.get_running_loop()):
+        raise ConnectError(
+            "the TCP+TLS transport needs an event loop that watches sockets (add_reader), which"
+            " Windows' default ProactorEventLoop does not: call asyncio.set_event_loop_policy("
+            "asyncio.WindowsSelectorEventLoopPolicy()) first, or use transport='quic'")
     transport = PahoTransport(config, will, properties)
     try:
         await transport.connect()
@@ -408,3 +413,9 @@ async def connect_tcp(config: ConnectionConfig, *, will: Will | None = None,
         transport.abort()
         raise
     return transport
+
+
+def watches_sockets(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop.add_reader`` works: not on Windows' ProactorEventLoop (its default)."""
+    proactor = getattr(asyncio, "ProactorEventLoop", None)
+    return proactor is None or not isinstance(loop, proactor)
