@@ -22,5 +22,12 @@ else:
     try:
         from ._codec import *  # noqa: F403
         from ._codec import __all__  # noqa: F401
-    except ImportError:
+    except ImportError as _error:
+        # CPython without the extension (a failed build, a wheel for another platform):
+        # everything works, only slower; say so once, here, where it is decided.
+        import logging as _logging
+
+        _logging.getLogger("mqttquic.codec").warning(
+            "the Cython codec is not built (%s): using the pure-Python codec, which is"
+            " slower; set MQTTQUIC_NO_EXTENSIONS=1 to choose it without this warning", _error)
         from ._codec_py import *  # noqa: F403
