@@ -1,7 +1,13 @@
 """Build the Cython codec; fall back to the pure-Python twin when that fails.
 
 ``MQTTQUIC_NO_EXTENSIONS=1`` builds no extension at all. A failed compile (no
-compiler, no Python headers) still installs the package, with a loud warning.
+compiler, no Python headers) still installs the package, with a loud warning, and
+its wheel is tagged pure (``py3-none-any``), never as if it carried the extension;
+``MQTTQUIC_REQUIRE_EXTENSION=1`` makes that failure fatal (wheel builds for PyPI).
+Without Cython, the C files shipped in the sdist are compiled.
+
+Wheels carry only what runs: the stripped extension, not the C, the .pyx, or the
+Cython-compiled copy of ``_packets_py.py`` (``_packets_c.py``).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ import os
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
 
@@ -37,6 +45,21 @@ the fast codec.
 """
 
 
+def _require_extension() -> bool:
+    return os.environ.get("MQTTQUIC_REQUIRE_EXTENSION", "") not in ("", "0")
+
+
+# Set when an extension could not be built: the wheel is then tagged pure.
+FAILED: list[str] = []
+
+
+def _failed(reason: object) -> None:
+    if _require_extension():
+        raise SystemExit(f"MQTTQUIC_REQUIRE_EXTENSION is set and the codec failed to build: {reason}")
+    FAILED.append(str(reason))
+    sys.stderr.write(WARNING.format(reason=reason))
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that reports failure instead of failing the install."""
 
@@ -44,29 +67,57 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # noqa: BLE001 - any failure means: use the twin
-            sys.stderr.write(WARNING.format(reason=exc))
+            _failed(exc)
 
     def build_extension(self, ext):  # type: ignore[no-untyped-def]
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
-            sys.stderr.write(WARNING.format(reason=exc))
+            _failed(exc)
+
+
+class LeanBuildPy(build_py):
+    """Leaves out ``_packets_c.py``: it exists to be compiled, the twin is ``_packets_py``."""
+
+    def find_package_modules(self, package, package_dir):  # type: ignore[no-untyped-def]
+        return [m for m in super().find_package_modules(package, package_dir)
+                if m[1] != "_packets_c"]
+
+
+class HonestBdistWheel(bdist_wheel):
+    """A wheel whose extension failed to build is a pure wheel, and says so in its tag."""
+
+    def get_tag(self):  # type: ignore[no-untyped-def]
+        if FAILED or not self.distribution.ext_modules:
+            self.root_is_pure = True
+            return "py3", "none", "any"
+        return super().get_tag()
 
 
 def _extensions() -> list:  # type: ignore[type-arg]
     if _no_extensions():
         print("MQTTQUIC_NO_EXTENSIONS is set: building no extension, pure-Python codec only")
         return []
+    # Smaller shared objects: no debug information, symbols stripped (GNU toolchains).
+    gnu = sys.platform.startswith("linux") and os.environ.get("MQTTQUIC_DEBUG_BUILD", "") in ("", "0")
+    flags = {"extra_compile_args": ["-g0"], "extra_link_args": ["-s"]} if gnu else {}
     try:
         from Cython.Build import cythonize
-    except ImportError as exc:
-        sys.stderr.write(WARNING.format(reason=f"Cython is not available: {exc}"))
+    except ImportError:
+        # An sdist ships the generated C: compile that (pip install --no-build-isolation,
+        # or an offline machine without Cython).
+        shipped = [HERE / "mqttquic" / f"{name}.c" for name in ("_packets_c", "_codec")]
+        if all(path.exists() for path in shipped):
+            print("Cython is not installed: compiling the C files shipped in the sdist")
+            return [Extension(f"mqttquic.{path.stem}", [str(path.relative_to(HERE))], **flags)
+                    for path in shipped]
+        _failed("Cython is not installed and there is no generated C to compile")
         return []
-    return cythonize(
-        ["mqttquic/_packets_c.py", "mqttquic/_codec.pyx"],
-        compiler_directives={"language_level": "3"},
-        quiet=True,
-    )
+    extensions = [Extension("mqttquic._packets_c", ["mqttquic/_packets_c.py"], **flags),
+                  Extension("mqttquic._codec", ["mqttquic/_codec.pyx"], **flags)]
+    return cythonize(extensions, compiler_directives={"language_level": "3"}, quiet=True)
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=_extensions(),
+      cmdclass={"build_ext": OptionalBuildExt, "build_py": LeanBuildPy,
+                "bdist_wheel": HonestBdistWheel})

@@ -81,7 +81,7 @@ async def quic_bench(quic_port: int, ca_file: str, messages: int, samples: int) 
                 await asyncio.sleep(0)  # let the QUIC stack send and receive
         try:
             await asyncio.wait_for(done.wait(), 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         elapsed = time.perf_counter() - start
         counter.cancel()

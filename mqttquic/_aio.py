@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -21,25 +20,14 @@ async def within(awaitable: Awaitable[T], seconds: float, what: str) -> T:
 
     A TimeoutError raised inside (an OperationTimeout of a deeper deadline) passes
     unchanged; only this deadline's expiry becomes a new one."""
-    if sys.version_info >= (3, 11):
-        # No task per call, unlike wait_for before 3.12: this sits on every publish.
-        try:
-            async with asyncio.timeout(seconds) as deadline:
-                return await awaitable
-        except TimeoutError:
-            if deadline.expired():
-                raise OperationTimeout(f"{what}: not done within {seconds:g} s") from None
-            raise
-    task = asyncio.ensure_future(awaitable)
+    # No task per call, unlike wait_for before 3.12: this sits on every publish.
     try:
-        done, _ = await asyncio.wait({task}, timeout=seconds)
-    except asyncio.CancelledError:
-        task.cancel()
+        async with asyncio.timeout(seconds) as deadline:
+            return await awaitable
+    except TimeoutError:
+        if deadline.expired():
+            raise OperationTimeout(f"{what}: not done within {seconds:g} s") from None
         raise
-    if not done:
-        task.cancel()
-        raise OperationTimeout(f"{what}: not done within {seconds:g} s")
-    return task.result()
 
 
 async def read_packet(reader: asyncio.StreamReader, max_packet_size: int = 268_435_460) -> bytes:

@@ -13,7 +13,7 @@ from typing import Any
 __all__ = ["TransportType", "ConnectionConfig", "ConnectionStats"]
 
 
-class TransportType(str, enum.Enum):
+class TransportType(str, enum.Enum):  # noqa: UP042 - str() stays 'TransportType.QUIC'
     QUIC = "quic"
     TCP_TLS = "tcp_tls"
 

@@ -418,7 +418,7 @@ class _GatewayConnection(ProbeCarriesData):
             return
         try:
             reader, writer = await self._open_upstream()
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             logger.error("upstream broker unreachable for %s: %s", self.peer, exc)
             self.close(error_code=ERROR_UPSTREAM, reason_phrase="upstream broker unreachable")
             return
@@ -474,7 +474,7 @@ class _GatewayConnection(ProbeCarriesData):
                           connect.password, None, None, connect.protocol_version)
         try:
             reader, writer = await self._open_upstream()
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             self.refuse_stream(relay.stream_id, ERROR_UPSTREAM, f"upstream unreachable: {exc}")
             return
         try:
@@ -662,7 +662,7 @@ class Gateway:
             up_reader, up_writer = await asyncio.wait_for(
                 asyncio.open_connection(self.config.upstream_host, self.config.upstream_port),
                 self.config.upstream_timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             logger.error("upstream broker unreachable for TLS client %s: %s", peer, exc)
             writer.close()
             self._tcp_tasks.discard(task)

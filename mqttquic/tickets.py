@@ -159,7 +159,7 @@ class TicketStore:
         except (ValueError, KeyError, TypeError) as exc:
             logger.warning("session ticket for %s is corrupt (%s): full handshake", key, exc)
             return None
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         if ticket.not_valid_after <= now:
             logger.info("session ticket for %s expired at %s: full handshake", key,
                         ticket.not_valid_after.isoformat())
@@ -173,7 +173,7 @@ class TicketStore:
         An untrusted file is replaced by one of ours."""
         with self._lock:
             entries = self._read()
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = datetime.datetime.now(datetime.UTC)
             for other, entry in list(entries.items()):
                 try:
                     if datetime.datetime.fromisoformat(entry["not_valid_after"]) <= now:

@@ -37,13 +37,13 @@ def test_invalid_values(bad: dict[str, object]) -> None:
 
 
 def test_example_file_lists_every_field_and_loads() -> None:
-    path = ROOT / "mqtt-quic-config.example.json"
+    path = ROOT / "examples" / "mqtt-quic-config.example.json"
     data = json.loads(path.read_text())
     names = {f.name for f in dataclasses.fields(ConnectionConfig)}
     assert set(data) - {"$comment"} == names
     config = ConnectionConfig.from_file(path)
     assert config.device_id == "sensor-7"
-    assert config.ca_file == str(ROOT / "ca-chain.pem")  # relative to the file
+    assert config.ca_file == str(ROOT / "examples" / "ca-chain.pem")  # relative to the file
 
 
 def test_readme_documents_every_field() -> None:

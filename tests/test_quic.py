@@ -44,7 +44,7 @@ async def collect(iterator: AsyncIterator[Message], count: int, timeout: float =
     if linger:
         try:
             await asyncio.wait_for(take(), linger)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     return got
 
@@ -312,7 +312,7 @@ class RawQuic(QuicConnectionProtocol):
             self.arrived.clear()
             try:
                 await asyncio.wait_for(self.arrived.wait(), 0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         raise AssertionError(f"stream {stream_id}: fewer than {count} packets")
 

@@ -16,7 +16,7 @@ from mqttquic.tickets import TicketStore
 
 def make_ticket(valid_for: datetime.timedelta = datetime.timedelta(hours=1),
                 label: bytes = b"ticket-1") -> SessionTicket:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return SessionTicket(age_add=12345, cipher_suite=CipherSuite.AES_128_GCM_SHA256,
                          not_valid_after=now + valid_for, not_valid_before=now,
                          resumption_secret=b"\x01" * 32, server_name="localhost", ticket=label,

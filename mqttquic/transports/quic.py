@@ -404,7 +404,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             context, self._context = self._context, None
             try:
                 await asyncio.wait_for(context.__aexit__(None, None, None), 2.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.debug("QUIC close did not finish within 2 s")
 
     @property
@@ -724,7 +724,7 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
         if protocol_box:
             protocol_box[0].abort()
         raise
-    except (asyncio.TimeoutError, TimeoutError):
+    except TimeoutError:
         await _abandon(protocol_box)
         raise ConnectError(f"QUIC connect to {where} timed out after {config.connect_timeout} s"
                            " (no answer on UDP?)") from None
