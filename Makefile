@@ -1,6 +1,7 @@
 # make demo  - the MQTT-over-QUIC demo (venv, extension, embedded broker, gateway, clients)
 # make test  - lint, type-check, and the tests (both codec twins, real mosquitto and QUIC)
 # make bench - codec benchmarks against paho-mqtt, gmqtt, amqtt and mqtt5, and QUIC vs TCP
+# make wheels - Linux wheels for x86_64, aarch64 and armv7l (qemu-user), repaired and tested
 
 PYTHON ?= python3
 VENV   := .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all venv build test lint bench demo mosquitto clean
+.PHONY: all venv build test lint bench demo mosquitto clean wheels
 
 all: build
 
@@ -54,6 +55,13 @@ bench: build mosquitto
 	@# Network namespaces and TUN need root: the script says so and skips otherwise.
 	$(BIN)/python bench/network.py
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean
+
+# Needs root (debootstrap, chroot, binfmt_misc); installs debootstrap and qemu-user when missing.
+wheels:
+	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    debootstrap qemu-user-static binfmt-support >/dev/null; }
+	$(SUDO) tools/build-wheels.sh
 
 clean:
 	rm -rf build *.egg-info mqttquic/*.so mqttquic/_codec.c mqttquic/_packets_c.c
