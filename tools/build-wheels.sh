@@ -31,8 +31,8 @@ python3 -m venv "$work/build"
 cd "$src"
 start=$(date +%s)
 MQTTQUIC_REQUIRE_EXTENSION=1 "$work/build/bin/python" -m build -q --wheel --no-isolation \
-  -o "$work/dist" . >/dev/null
-"$work/build/bin/auditwheel" repair -q -w "$work/repaired" "$work"/dist/*.whl
+  -o "$work/dist" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+"$work/build/bin/auditwheel" repair -w "$work/repaired" "$work"/dist/*.whl | grep -i "fixed-up wheel\|platform tag" || true
 wheel=$(ls "$work"/repaired/*.whl)
 echo "built $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB) in $(( $(date +%s) - start )) s"
 # Test it as a user has it: a fresh venv, the wheel alone, run away from the source tree.
