@@ -331,3 +331,26 @@ def test_info_says_what_is_installed(capsys: pytest.CaptureFixture[str]) -> None
     for name in ("mqttquic", "codec", "aioquic", "paho-mqtt", "python", "platform"):
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
     assert codec.IMPLEMENTATION in out
+
+
+async def test_insecure_id_prefix_single_stream_and_tls_version(
+        cli: Cli, gateway: Any, certs: CertificateFiles, topic_root: str) -> None:
+    topic = f"{topic_root}/misc"
+    async with Client(client_config(gateway, certs)) as watcher:
+        await watcher.subscribe(topic, qos=1)
+        # --insecure: no CA at all, yet connected (QUIC); -I and --single-stream along.
+        code, _, err = await cli.run("pub", "-h", "127.0.0.1", "-p", str(gateway.quic_port),
+                                     "--insecure", "-I", "cli-", "--single-stream", "-t", topic,
+                                     "-m", "insecure", "-q", "1", connection=False)
+        assert code == 0, err
+        # --tls-version on TCP+TLS; without --insecure an unknown CA is refused.
+        code, _, err = await cli.run("pub", "--transport", "tcp", "--tcp-port",
+                                     str(gateway.tcp_port), "--tls-version", "tlsv1.3", "-t",
+                                     topic, "-m", "tls13", "-q", "1")
+        assert code == 0, err
+        code, _, err = await cli.run("pub", "-h", "127.0.0.1", "-p", str(gateway.quic_port),
+                                     "--server-name", "localhost", "-t", topic, "-m", "no",
+                                     connection=False)
+        assert code == 1 and "certificate" in err.lower()
+        got = await received(watcher, 2)
+    assert [m.payload for m in got] == [b"insecure", b"tls13"]
