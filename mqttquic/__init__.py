@@ -26,11 +26,13 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .changes import ConnectionChange
     from .client import Client, MQTTQUICAdvancedClient
     from .codec import Subscription, Will
     from .config import ConnectionConfig, ConnectionStats, TransportType
     from .gateway import Gateway, GatewayConfig
     from .message import Message
+    from .topics import topic_matches
 
 __version__ = "0.1.0"
 
@@ -38,13 +40,15 @@ _LAZY = {
     "Client": "client", "MQTTQUICAdvancedClient": "client",
     "ConnectionConfig": "config", "ConnectionStats": "config", "TransportType": "config",
     "Message": "message", "Subscription": "codec", "Will": "codec",
-    "Gateway": "gateway", "GatewayConfig": "gateway",
+    "Gateway": "gateway", "GatewayConfig": "gateway", "ConnectionChange": "changes",
+    "topic_matches": "topics",
 }
 
 __all__ = [
     "__version__",
     "Client", "MQTTQUICAdvancedClient", "ConnectionConfig", "ConnectionStats", "TransportType",
-    "Message", "Subscription", "Will", "Gateway", "GatewayConfig",
+    "Message", "Subscription", "Will", "Gateway", "GatewayConfig", "ConnectionChange",
+    "topic_matches",
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
     "StreamRefused", "OfflineQueueFull", "PathDead",

@@ -19,6 +19,7 @@ from ._wire import (
     pack_binary,
     pack_string,
     pack_u16,
+    payload_bytes,
     read_binary,
     read_byte,
     read_string,
@@ -98,10 +99,10 @@ class Will(Packet):
     __slots__ = ("topic", "payload", "qos", "retain", "properties")
     _fields = __slots__
 
-    def __init__(self, topic: str, payload: bytes = b"", qos: int = 0, retain: bool = False,
+    def __init__(self, topic: str, payload: Any = b"", qos: int = 0, retain: bool = False,
                  properties: dict[str, Any] | None = None) -> None:
         self.topic = topic
-        self.payload = bytes(payload)
+        self.payload = payload_bytes(payload)  # bytes, str or JSON, as publish() takes
         self.qos = qos
         self.retain = bool(retain)
         self.properties = _props(properties)

@@ -8,10 +8,14 @@ length is already known when these are called.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from .errors import MalformedPacket
 
 __all__ = [
     "MAX_VARINT",
+    "payload_bytes",
     "encode_varint",
     "decode_varint",
     "read_varint",
@@ -145,3 +149,18 @@ def pack_string(value: str, what: str = "string") -> bytes:
     if len(raw) > 0xFFFF:
         raise MalformedPacket(f"{what} is {len(raw)} bytes, more than 65535 [MQTT-1.5.4]")
     return len(raw).to_bytes(2, "big") + raw
+
+
+def payload_bytes(payload: Any) -> bytes:
+    """bytes as they are; str as UTF-8; dict, list, numbers, bools as JSON; None as empty."""
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, (bytearray, memoryview)):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode("utf-8")
+    if payload is None:
+        return b""
+    if isinstance(payload, (dict, list, tuple, int, float, bool)):
+        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    raise TypeError(f"payload must be bytes, str or JSON-serialisable, not {type(payload).__name__}")

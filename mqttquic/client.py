@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from ._aio import within
-from .codec import Subscription, Will
+from .changes import ChangeFeed, ConnectionChange, UserCallbacks
+from .codec import Subscription, Will, encode
 from .config import ConnectionConfig, ConnectionStats, TransportType
 from .connector import Connector
 from .errors import (
     ConnectError,
+    MalformedPacket,
     OfflineQueueFull,
     OperationTimeout,
     PublishFailed,
@@ -28,11 +30,11 @@ from .errors import (
 )
 from .message import Message, payload_bytes
 from .policy import STREAM_FAILURE_SETTLE, PublishAttempts
-from .transports.base import Transport
+from .transports.base import Transport, connect_packet
 
-__all__ = ["Client", "MQTTQUICAdvancedClient", "OfflineQueueFull"]
+__all__ = ["Client", "MQTTQUICAdvancedClient", "Messages", "OfflineQueueFull"]
 
-logger = logging.getLogger("mqttquic.client")
+_logger = logging.getLogger("mqttquic.client")
 
 SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
@@ -42,38 +44,64 @@ _CLOSED = object()  # ends messages() iterators
 class Client:
     """MQTT over QUIC with TCP+TLS fallback, with the seed's names.
 
-    >>> async with Client(ConnectionConfig(host="broker", device_id="dev1")) as client:
+    >>> async with Client("broker.example", device_id="dev1") as client:
     ...     await client.subscribe("device/dev1/commands/#", qos=1)
     ...     await client.publish("device/dev1/telemetry/temp", {"c": 21.5}, qos=1)
-    ...     async for message in client.messages():
+    ...     async for message in client.messages:
     ...         print(message.topic, message.payload)
+
+    ``config`` is a :class:`ConnectionConfig`, or a host name (``port``: its QUIC port)
+    with the other settings as keywords. ``on_message(message)``, ``on_connect(change)``
+    and ``on_disconnect(change)`` may be plain functions or coroutine functions;
+    ``logger`` takes the client's log (connects, fallbacks, reconnects) instead of
+    ``mqttquic.client``.
     """
 
-    def __init__(self, config: ConnectionConfig | None = None, *,
+    def __init__(self, config: ConnectionConfig | str | None = None, port: int | None = None, *,
                  on_message: Callable[[Message], Any] | None = None,
+                 on_connect: Callable[[ConnectionChange], Any] | None = None,
+                 on_disconnect: Callable[[ConnectionChange], Any] | None = None,
                  will: Will | None = None, connect_properties: dict[str, Any] | None = None,
-                 max_queued_messages: int = 10_000, **settings: Any) -> None:
-        if config is None:
-            config = ConnectionConfig(**settings)
-        elif settings:
-            raise TypeError("pass either a ConnectionConfig or keyword settings, not both")
-        self.config = config
+                 max_queued_messages: int = 10_000, logger: logging.Logger | None = None,
+                 **settings: Any) -> None:
+        self.config = _config_from(config, port, settings)
+        for name, callback in (("on_message", on_message), ("on_connect", on_connect),
+                               ("on_disconnect", on_disconnect)):
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable, not {type(callback).__name__}")
+        if will is not None and not isinstance(will, Will):
+            raise TypeError(f"will must be a Will, not {type(will).__name__}")
         self.on_message = on_message
-        self.will = will
-        self.connect_properties = connect_properties
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        # The Will and CONNECT properties: these arguments, else the config's.
+        self.will = will if will is not None else self.config.will
+        self.connect_properties = (connect_properties if connect_properties is not None
+                                   else self.config.connect_properties_dict())
+        self.logger = logger or _logger
+        # A bad Will or CONNECT property fails here, the same on both transports, not
+        # inside a race where each transport would report it its own way.
+        encode(connect_packet(self.config, self.will, self.connect_properties),
+               self.config.protocol_version)
         self.stats = ConnectionStats()
         # One entry per connect: transport, seconds to CONNACK, resumed, 0-RTT.
         self.connect_history: list[dict[str, Any]] = []
-        # Messages wait here from the moment of connecting until messages() takes them,
-        # so none is lost between subscribe() and the start of iteration.
+        # Messages wait here from the moment of connecting until an iterator takes them,
+        # so none is lost between subscribe() and the start of iteration; not when only
+        # on_message reads them.
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._iterating = False
         self.max_queued_messages = max_queued_messages
         self.messages_dropped = 0
         self._subscriptions: dict[str, Subscription] = {}
+        self._callbacks = UserCallbacks(self.logger)
+        self._changes = ChangeFeed()
         self._connector = Connector(
-            config, deliver=self._deliver, on_connected=self._connected, on_failed=self._failed,
+            self.config, deliver=self._deliver, on_connected=self._connected,
+            on_lost=self._lost, on_failed=self._failed,
             subscriptions=lambda: list(self._subscriptions.values()),
-            will=lambda: self.will, connect_properties=lambda: self.connect_properties)
+            will=lambda: self.will, connect_properties=lambda: self.connect_properties,
+            logger=self.logger)
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -139,8 +167,9 @@ class Client:
         for item in kept:
             self._queue.put_nowait(item)
 
-    def _connected(self, transport: Transport, elapsed: float, reconnected: bool) -> None:
-        """The connector has a new connection: statistics and history."""
+    def _connected(self, transport: Transport, elapsed: float, reconnected: bool,
+                   moved: bool) -> None:
+        """The connector has a new connection: statistics, history, callbacks."""
         stats = self.stats
         if reconnected:
             stats.reconnect_count += 1
@@ -154,17 +183,71 @@ class Client:
             "transport": transport.transport_type.value, "connect_time": elapsed,
             "transport_connect_time": transport.connect_time,
             "session_resumed": transport.session_resumed, "zero_rtt_used": transport.zero_rtt_used})
+        self._change(ConnectionChange(
+            "connected", transport.transport_type, session_present=transport.session_present,
+            reconnected=reconnected, moved=moved,
+            fallback=(transport.transport_type is TransportType.TCP_TLS
+                      and self.config.transport == "auto")), self.on_connect)
+
+    def _lost(self, exc: BaseException) -> None:
+        """The connection was lost; the connector reconnects."""
+        self.stats.connected = False
+        self._change(ConnectionChange("lost", self.stats.transport, reason=exc), self.on_disconnect)
 
     def _failed(self, exc: BaseException) -> None:
-        """No more connections: messages() iterators raise ``exc``."""
+        """No more connections: message iterators raise ``exc``."""
         self.stats.connected = False
         self._queue.put_nowait(exc)
+        self._change(ConnectionChange("failed", self.stats.transport, reason=exc),
+                     self.on_disconnect)
 
-    async def disconnect(self) -> None:
-        """Send DISCONNECT and close; stop reconnecting. Iterators of messages() end."""
-        await self._connector.close()
+    def _change(self, change: ConnectionChange, callback: Callable[..., Any] | None) -> None:
+        self._changes.publish(change)
+        self._callbacks.call(callback, change)
+
+    async def disconnect(self, reason_code: int = 0,
+                         properties: dict[str, Any] | None = None) -> None:
+        """Send DISCONNECT and close; stop reconnecting. Message iterators end.
+
+        MQTT 5: ``reason_code`` 0x04 (*disconnect with Will message*) asks the broker to
+        publish the Will all the same; ``properties`` such as ``session_expiry_interval``
+        or ``reason_string``. MQTT 3.1.1's DISCONNECT carries neither."""
+        if (reason_code or properties) and self.config.protocol_version != 5:
+            raise MalformedPacket("an MQTT 3.1.1 DISCONNECT has no reason code or properties")
+        was_open = not self._connector.policy.is_closed and self._connector.policy.ever_connected
+        await self._connector.close(reason_code, properties)
         self.stats.connected = False
         self._queue.put_nowait(_CLOSED)
+        if was_open:
+            self._change(ConnectionChange("closed", self.stats.transport), self.on_disconnect)
+
+    @property
+    def session_present(self) -> bool:
+        """Whether the broker had kept a session for this client id (the last CONNACK)."""
+        transport = self._connector.transport
+        return transport.session_present if transport is not None else False
+
+    def connection_changes(self) -> AsyncIterator[ConnectionChange]:
+        """Each change of the connection from now on, as :class:`ConnectionChange`::
+
+            async for change in client.connection_changes():
+                if change.state == "connected" and change.fallback: ..."""
+        return self._changes.changes()
+
+    async def wait_connected(self, timeout: float | None = None) -> ConnectionChange:
+        """Wait until the client is connected (now, or after a reconnect); the change
+        that connected it. OperationTimeout after ``timeout`` seconds (default
+        ``config.operation_timeout``); raises the reason when connecting failed for good."""
+        def settled(change: ConnectionChange | None) -> bool:
+            return change is not None and change.state in ("connected", "failed")
+
+        await within(self._changes.wait(settled), self.config.operation_timeout
+                     if timeout is None else timeout, "wait for a connection")
+        last = self._changes.last
+        assert last is not None
+        if last.state == "failed" and last.reason is not None:
+            raise last.reason
+        return last
 
     @property
     def is_connected(self) -> bool:
@@ -215,14 +298,14 @@ class Client:
                     # the broker (or the path) went away: no fault of this publish.
                     await asyncio.sleep(STREAM_FAILURE_SETTLE)
                     if not transport.is_connected:
-                        logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+                        self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
                         continue
                 if attempts is None:
                     attempts = PublishAttempts(self.config.max_publish_attempts)
                 if not attempts.cut_off(str(exc)):
-                    logger.error("giving up a publish to %r: %s", topic, attempts.reason())
+                    self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
                     raise PublishFailed(topic, None, attempts.reason()) from exc
-                logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+                self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
 
     async def publish_parallel(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
         """Publish concurrently: on QUIC each topic on its own stream (no head-of-line
@@ -238,7 +321,7 @@ class Client:
                                    item.get("retain", False), item.get("properties"))
                 return True
             except Exception as exc:  # noqa: BLE001 - reported per topic, and logged
-                logger.warning("parallel publish to %r failed: %s", item.get("topic"), exc)
+                self.logger.warning("parallel publish to %r failed: %s", item.get("topic"), exc)
                 return False
 
         outcomes = await asyncio.gather(*(one(item) for item in items))
@@ -264,7 +347,7 @@ class Client:
         for subscription, code in zip(subscriptions, codes):
             if code < 0x80:
                 self._subscriptions[subscription.topic_filter] = subscription
-        logger.debug("subscribed to %s: SUBACK codes %s",
+        self.logger.debug("subscribed to %s: SUBACK codes %s",
                      ", ".join(s.topic_filter for s in subscriptions), codes)
         return codes
 
@@ -283,11 +366,18 @@ class Client:
         return await within(request(), self.config.operation_timeout if timeout is None
                             else timeout, f"unsubscribe from {filters[0]!r}")
 
-    async def messages(self) -> AsyncIterator[Message]:
-        """Received messages, in arrival order, from the moment of connecting.
+    @property
+    def messages(self) -> Messages:
+        """Received messages, in arrival order, from the moment of connecting:
+        ``async for message in client.messages:`` (aiomqtt's spelling) or
+        ``client.messages()`` (the seed's).
 
         Reconnects do not interrupt it. Ends after disconnect(); raises when the
         connection is lost for good. Iterators share one queue."""
+        return Messages(self)
+
+    async def _iterate(self) -> AsyncIterator[Message]:
+        self._iterating = True
         while True:
             item = await self._queue.get()
             if item is _CLOSED:
@@ -299,21 +389,19 @@ class Client:
     def _deliver(self, message: Message) -> None:
         self.stats.messages_received += 1
         self.stats.last_activity = time.time()
-        if self.max_queued_messages and self._queue.qsize() >= self.max_queued_messages:
-            # Nobody is reading messages(): keep the newest, and say so.
-            self._queue.get_nowait()
-            self.messages_dropped += 1
-            logger.error("messages() queue full (%d): dropped the oldest message (%d so far);"
-                         " iterate messages() or raise max_queued_messages",
-                         self.max_queued_messages, self.messages_dropped)
-        self._queue.put_nowait(message)
-        if self.on_message is not None:
-            try:
-                result = self.on_message(message)
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
-            except Exception:
-                logger.exception("on_message callback failed for %r", message.topic)
+        if self._iterating or self.on_message is None:
+            if self.max_queued_messages and self._queue.qsize() >= self.max_queued_messages:
+                # Nobody is reading the messages: keep the newest, and say so once per
+                # thousand (a log line per message would flood the log).
+                self._queue.get_nowait()
+                self.messages_dropped += 1
+                if self.messages_dropped % 1000 == 1:
+                    self.logger.error(
+                        "message queue full (%d): dropped the oldest message (%d so far);"
+                        " iterate client.messages or raise max_queued_messages",
+                        self.max_queued_messages, self.messages_dropped)
+            self._queue.put_nowait(message)
+        self._callbacks.call(self.on_message, message)
 
     # --- statistics ---------------------------------------------------------------------------
 
@@ -374,3 +462,38 @@ def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:
 
 # The seed's name.
 MQTTQUICAdvancedClient = Client
+
+
+class Messages:
+    """``client.messages``: async-iterable, and callable as the seed's ``messages()``."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self._client._iterate()
+
+    def __call__(self) -> AsyncIterator[Message]:
+        return self._client._iterate()
+
+
+def _config_from(config: ConnectionConfig | str | None, port: int | None,
+                 settings: dict[str, Any]) -> ConnectionConfig:
+    """``Client()``'s first arguments as a ConnectionConfig, or a clear TypeError now."""
+    if isinstance(config, ConnectionConfig):
+        if settings or port is not None:
+            raise TypeError("pass either a ConnectionConfig or a host and keyword settings,"
+                            " not both")
+        return config
+    if isinstance(config, str):
+        settings = {"host": config, **settings}
+    elif config is not None:
+        raise TypeError("Client() takes a ConnectionConfig or a host name, not"
+                        f" {type(config).__name__}")
+    if port is not None:
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+        settings["quic_port"] = port
+    return ConnectionConfig(**settings)

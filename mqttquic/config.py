@@ -5,10 +5,13 @@ from __future__ import annotations
 import enum
 import json
 import os
+import ssl
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from .codec import Will
 
 __all__ = ["TransportType", "ConnectionConfig", "ConnectionStats"]
 
@@ -18,9 +21,12 @@ class TransportType(str, enum.Enum):  # noqa: UP042 - str() stays 'TransportType
     TCP_TLS = "tcp_tls"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ConnectionConfig:
-    """Where and how to connect. Ports default to EMQX's: QUIC 14567, MQTT over TLS 8884."""
+    """Where and how to connect. Ports default to EMQX's: QUIC 14567, MQTT over TLS 8884.
+
+    Every field is a keyword (29 of them in no order a reader could keep). The file format
+    (``from_file``) has the same names; ``tls_context`` alone cannot come from a file."""
 
     host: str = "localhost"
     quic_port: int = 14567
@@ -57,6 +63,19 @@ class ConnectionConfig:
     # Times one publish may be cut off by a dying connection (or stream) before it is
     # given up as a publish the broker will not take (PublishFailed).
     max_publish_attempts: int = 3
+    # The Will: a codec.Will, or (in a file) {"topic", "payload", "qos", "retain",
+    # "properties"} with the payload as publish() takes it (bytes, str, or JSON).
+    will: Will | None = None
+    # MQTT 5 CONNECT: how long the broker keeps the session after the connection ends
+    # (seconds; None: the broker's default, 0), and any other CONNECT properties.
+    session_expiry_interval: int | None = None
+    connect_properties: dict[str, Any] | None = None
+    # TLS beyond files: CA certificates in memory (PEM text), the client key's password,
+    # and an ssl.SSLContext used as it is for TCP+TLS (aiomqtt's tls_context, paho's
+    # tls_set_context); QUIC takes its verification mode and CA certificates.
+    ca_data: str | None = None
+    key_password: str | None = field(default=None, repr=False)
+    tls_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "quic", "tcp"):
@@ -73,6 +92,29 @@ class ConnectionConfig:
             raise ValueError("operation_timeout must be a positive number of seconds")
         if self.max_publish_attempts < 1:
             raise ValueError("max_publish_attempts must be at least 1")
+        if isinstance(self.will, dict):
+            self.will = _will_from(self.will)
+        if self.will is not None and not isinstance(self.will, Will):
+            raise TypeError(f"will must be a Will or a dict, not {type(self.will).__name__}")
+        if self.protocol_version != 5 and (self.session_expiry_interval is not None
+                                           or self.connect_properties
+                                           or (self.will is not None and self.will.properties)):
+            raise ValueError("session_expiry_interval, connect_properties and Will properties"
+                             " need MQTT 5 (protocol_version=5)")
+        if self.tls_context is not None:
+            if not isinstance(self.tls_context, ssl.SSLContext):
+                raise TypeError("tls_context must be an ssl.SSLContext, not"
+                                f" {type(self.tls_context).__name__}")
+            if self.insecure:
+                raise ValueError("insecure=True with a tls_context: set verify_mode and"
+                                 " check_hostname on the context instead")
+
+    def connect_properties_dict(self) -> dict[str, Any] | None:
+        """The MQTT 5 CONNECT properties: ``connect_properties`` and the session expiry."""
+        props = dict(self.connect_properties or {})
+        if self.session_expiry_interval is not None:
+            props["session_expiry_interval"] = self.session_expiry_interval
+        return props or None
 
     @property
     def effective_client_id(self) -> str:
@@ -105,8 +147,10 @@ class ConnectionConfig:
             settings = _from_bundle(data, source)
         else:
             data.pop("$comment", None)
-            known = {f.name for f in fields(cls)}
+            known = {f.name for f in fields(cls)} - RUNTIME_ONLY
             for key in data:
+                if key in RUNTIME_ONLY:
+                    raise ValueError(f"{source}: {key!r} is set in code only, not in a file")
                 if key not in known:
                     raise ValueError(f"{source}: unknown key {key!r}")
             settings = dict(data)
@@ -115,6 +159,21 @@ class ConnectionConfig:
             if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
                 settings[key] = str(folder / value)
         return cls(**settings)
+
+
+# Fields that are Python objects, not JSON: no config file sets them.
+RUNTIME_ONLY = frozenset({"tls_context"})
+
+
+def _will_from(data: dict[str, Any]) -> Will:
+    from .message import payload_bytes
+
+    unknown = set(data) - {"topic", "payload", "qos", "retain", "properties"}
+    if unknown or "topic" not in data:
+        raise ValueError(f"a will needs a topic, and takes payload, qos, retain and properties"
+                         f" (unknown: {sorted(unknown)})" if unknown else "a will needs a topic")
+    return Will(data["topic"], payload_bytes(data.get("payload", b"")), int(data.get("qos", 0)),
+                bool(data.get("retain", False)), data.get("properties"))
 
 
 # Keys that only the platform bundle shape has.

@@ -50,12 +50,15 @@ class Connector:
     """The current transport of one client, and the machinery that keeps one."""
 
     def __init__(self, config: ConnectionConfig, *, deliver: Callable[[Message], None],
-                 on_connected: Callable[[Transport, float, bool], None],
+                 on_connected: Callable[[Transport, float, bool, bool], None],
+                 on_lost: Callable[[BaseException], None],
                  on_failed: Callable[[BaseException], None],
                  subscriptions: Callable[[], list[Subscription]],
                  will: Callable[[], Will | None],
-                 connect_properties: Callable[[], dict[str, Any] | None]) -> None:
+                 connect_properties: Callable[[], dict[str, Any] | None],
+                 logger: logging.Logger = logger) -> None:
         self.config = config
+        self.logger = logger
         self.policy = ConnectionPolicy(
             reconnect=config.reconnect, protocol_version=config.protocol_version,
             max_offline_waiting=config.max_offline_queue,
@@ -63,6 +66,7 @@ class Connector:
         self.transport: Transport | None = None
         self._deliver = deliver
         self._on_connected = on_connected
+        self._on_lost = on_lost
         self._on_failed = on_failed
         self._subscriptions = subscriptions
         self._will = will
@@ -104,15 +108,16 @@ class Connector:
         self._attach(opened, time.monotonic() - started, reconnected=False)
         return opened
 
-    async def close(self) -> None:
-        """Send DISCONNECT and close; stop reconnecting and probing."""
+    async def close(self, reason_code: int = 0, properties: dict[str, Any] | None = None) -> None:
+        """Send DISCONNECT (with ``reason_code`` and ``properties``, MQTT 5) and close;
+        stop reconnecting and probing."""
         self.policy.close()
         for task in (self._reconnecting, self._probing):
             if task is not None:
                 task.cancel()
         transport, self.transport = self.transport, None
         if transport is not None:
-            await transport.disconnect()
+            await transport.disconnect(reason_code, properties)
         self._drop_carry(ConnectError("the client is disconnected"))
         self._up.set()
         if self._ticket_writes:  # the next connect resumes from what they write
@@ -166,7 +171,7 @@ class Connector:
             from .transports import quic
         except ImportError as exc:
             if not self._warned_no_aioquic:
-                logger.warning("aioquic is not installed (%s): MQTT over TCP+TLS only;"
+                self.logger.warning("aioquic is not installed (%s): MQTT over TCP+TLS only;"
                                " pip install aioquic for QUIC", exc)
                 self._warned_no_aioquic = True
             return None
@@ -249,14 +254,14 @@ class Connector:
                 return quic.result()
             if isinstance(exc, ConnectionRefused):
                 raise exc
-            logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
+            self.logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
             try:
                 return await self._open_tcp()
             except ConnectionRefused:
                 raise
             except ConnectError as tcp_exc:
                 raise ConnectError(f"both transports failed: QUIC: {exc}; TCP+TLS: {tcp_exc}") from None
-        logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", head_start * 1000)
+        self.logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", head_start * 1000)
         tcp = asyncio.ensure_future(self._open_tcp())
         names = {quic: "QUIC", tcp: "TCP+TLS"}
         errors: dict[str, BaseException] = {}
@@ -273,7 +278,7 @@ class Connector:
                             other.result().abort()
                     if task is tcp:
                         why = errors.get("QUIC") or f"no QUIC handshake within {head_start} s"
-                        logger.warning("using TCP+TLS, not QUIC: %s", why)
+                        self.logger.warning("using TCP+TLS, not QUIC: %s", why)
                     return task.result()
                 if isinstance(exc, ConnectionRefused):
                     for other in pending:
@@ -283,16 +288,18 @@ class Connector:
         raise ConnectError(f"both transports failed: QUIC: {errors.get('QUIC')};"
                            f" TCP+TLS: {errors.get('TCP+TLS')}")
 
-    def _attach(self, transport: Transport, elapsed: float | None, *, reconnected: bool) -> None:
+    def _attach(self, transport: Transport, elapsed: float | None, *, reconnected: bool,
+                moved: bool = False) -> None:
         """Make ``transport`` the current one. ``elapsed``: seconds from starting to
-        connect (the race included) to CONNACK; the transport's own time if None."""
+        connect (the race included) to CONNACK; the transport's own time if None.
+        ``moved``: a planned move from another transport, not a reconnect."""
         self.transport = transport
         if self._carry is not None and transport.transport_type is not TransportType.QUIC:
             # The flows cannot continue over TCP: their publishes are sent again there.
             self._drop_carry(ConnectError("the session moved to TCP+TLS"))
         self.policy.connected(time.monotonic())
         self._on_connected(transport, transport.connect_time if elapsed is None else elapsed,
-                           reconnected)
+                           reconnected, moved)
         self._up.set()
         # Last: a connection that has already ended reports it from here.
         transport.attach(self._deliver, lambda exc: self._lost(transport, exc))
@@ -309,7 +316,7 @@ class Connector:
         decision = self.policy.lost(time.monotonic(), planned)
         if planned and not self.policy.is_closed:
             # Publishes wait for the QUIC connection; the probe reconnects if it fails.
-            logger.debug("TCP+TLS connection replaced by QUIC (%s)", exc)
+            self.logger.debug("TCP+TLS connection replaced by QUIC (%s)", exc)
             self._up.clear()
             return
         if decision == "ignore":
@@ -320,8 +327,9 @@ class Connector:
         self._quic_suspect = isinstance(exc, PathDead)
         self._up.clear()
         if decision == "reconnect":
-            logger.warning("connection lost (%s): reconnecting", exc)
+            self.logger.warning("connection lost (%s): reconnecting", exc)
             self._reconnecting = asyncio.ensure_future(self._reconnect())
+            self._on_lost(exc)
         else:
             self._fail(exc)
 
@@ -354,16 +362,16 @@ class Connector:
                 except ConnectError as exc:
                     if not policy.attempt_failed(exc):
                         if policy.state == "failed":
-                            logger.error("reconnect refused for good: %s", exc)
+                            self.logger.error("reconnect refused for good: %s", exc)
                             self._fail(exc)
                         return
-                    logger.warning("reconnect attempt %d failed: %s", attempt, exc)
+                    self.logger.warning("reconnect attempt %d failed: %s", attempt, exc)
                     continue
                 if policy.state != "reconnecting":  # closed meanwhile
                     await transport.disconnect()
                     return
                 self._attach(transport, time.monotonic() - started, reconnected=True)
-                logger.info("reconnected over %s after %d attempt(s)",
+                self.logger.info("reconnected over %s after %d attempt(s)",
                             transport.transport_type.value, attempt)
                 await self.restore_subscriptions(transport)
                 return
@@ -377,9 +385,9 @@ class Connector:
         try:
             codes = await within(transport.subscribe(subscriptions),
                                  self.config.operation_timeout, "restoring subscriptions")
-            logger.info("restored %d subscriptions (codes %s)", len(codes), codes)
+            self.logger.info("restored %d subscriptions (codes %s)", len(codes), codes)
         except MQTTQUICError as exc:
-            logger.warning("restoring subscriptions failed: %s", exc)
+            self.logger.warning("restoring subscriptions failed: %s", exc)
 
     async def _probe_quic(self) -> None:
         """While on TCP+TLS, try QUIC now and then; move over when it works.
@@ -422,16 +430,16 @@ class Connector:
         try:
             quic = await self._open_quic(config=probe)
         except MQTTQUICError as exc:
-            logger.debug("QUIC probe failed: %s", exc)
+            self.logger.debug("QUIC probe failed: %s", exc)
             return False
         if self.policy.is_closed or self.transport is not current:
             await quic.disconnect()
             return False
-        logger.info("QUIC works again: moving from TCP+TLS to QUIC")
+        self.logger.info("QUIC works again: moving from TCP+TLS to QUIC")
         await self.restore_subscriptions(quic)
         # Publishes cut off on TCP are sent again on QUIC (publish() retries); messages
         # a persistent session queued meanwhile followed CONNACK and were held for us.
-        self._attach(quic, None, reconnected=False)
+        self._attach(quic, None, reconnected=False, moved=True)
         return True
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._wire import payload_bytes
+from .topics import topic_matches
+
 __all__ = ["Message", "payload_bytes"]
 
 
@@ -26,6 +29,11 @@ class Message:
         self.properties = properties or {}
         self.stream_id = stream_id
 
+    def matches(self, topic_filter: str) -> bool:
+        """Whether this message's topic matches ``topic_filter`` (``+`` and ``#`` wildcards;
+        a ``$`` topic only matches a filter that names its first level)."""
+        return topic_matches(topic_filter, self.topic)
+
     def json(self) -> Any:
         """The payload decoded as JSON."""
         return json.loads(self.payload)
@@ -33,18 +41,3 @@ class Message:
     def __repr__(self) -> str:
         return (f"Message(topic={self.topic!r}, payload={self.payload!r}, qos={self.qos},"
                 f" retain={self.retain}, stream_id={self.stream_id})")
-
-
-def payload_bytes(payload: Any) -> bytes:
-    """bytes as they are; str as UTF-8; dict, list, numbers, bools as JSON; None as empty."""
-    if isinstance(payload, bytes):
-        return payload
-    if isinstance(payload, (bytearray, memoryview)):
-        return bytes(payload)
-    if isinstance(payload, str):
-        return payload.encode("utf-8")
-    if payload is None:
-        return b""
-    if isinstance(payload, (dict, list, tuple, int, float, bool)):
-        return json.dumps(payload, separators=(",", ":")).encode("utf-8")
-    raise TypeError(f"payload must be bytes, str or JSON-serialisable, not {type(payload).__name__}")

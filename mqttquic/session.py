@@ -178,7 +178,7 @@ class Session:
         """Queue a PUBLISH. Returns its packet id (QoS 1/2), to match PublishCompleted."""
         self._check_open()
         if qos not in (0, 1, 2):
-            raise ValueError(f"QoS must be 0, 1 or 2, not {qos!r}")
+            raise MalformedPacket(f"PUBLISH with QoS {qos!r} [MQTT-3.3.1-4]")
         if not qos:
             packet = Publish(topic, payload, 0, retain, False, None, properties)
             self._check_size(packet)

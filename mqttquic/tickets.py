@@ -95,7 +95,7 @@ class TicketStore:
     def _warn_once(self, why: str) -> None:
         if why not in self._warned:
             self._warned.add(why)
-            logger.warning("session ticket file %s %s: full handshake", self.path, why)
+            _warn_once("session ticket file %s %s: full handshake", self.path, why)
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -122,8 +122,8 @@ class TicketStore:
                 raise ValueError("'tickets' is not an object")
             return entries
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("session ticket file %s is corrupt (%s): it will be replaced", self.path,
-                           exc)
+            _warn_once("session ticket file %s is corrupt (%s): it will be replaced", self.path,
+                       exc)
             return {}
 
     def load(self, key: str) -> SessionTicket | None:
@@ -157,7 +157,7 @@ class TicketStore:
         try:
             ticket = ticket_from_dict(entry)
         except (ValueError, KeyError, TypeError) as exc:
-            logger.warning("session ticket for %s is corrupt (%s): full handshake", key, exc)
+            _warn_once("session ticket for %s is corrupt (%s): full handshake", key, exc)
             return None
         now = datetime.datetime.now(datetime.UTC)
         if ticket.not_valid_after <= now:
@@ -218,3 +218,14 @@ def _untrusted(status: os.stat_result) -> str:
     if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"is writable by others (mode {stat.S_IMODE(status.st_mode):04o})"
     return ""
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """A ticket problem is the same at every connect until the file is replaced: warn
+    about it once per process, then keep it to the debug log."""
+    text = message % args
+    logger.log(logging.DEBUG if text in _warned else logging.WARNING, "%s", text)
+    _warned.add(text)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,8 +172,10 @@ async def test_fallback_moves_back_to_quic_when_it_comes_up(
         topic_root: str) -> None:
     quic_port = free_port(socket.SOCK_DGRAM)
     config = client_config(tls_only_gateway, certs, quic_port=quic_port, quic_probe_interval=0.3)
-    async with Client(config) as client:
+    changes: list[Any] = []
+    async with Client(config, on_connect=changes.append) as client:
         assert client.transport_type is TransportType.TCP_TLS
+        assert changes[-1].fallback and not changes[-1].moved
         await client.subscribe(f"{topic_root}/t", qos=1)
         quic_config = gateway_config(mosquitto, certs)
         quic_config.quic_port, quic_config.tcp_port = quic_port, None
@@ -190,6 +193,9 @@ async def test_fallback_moves_back_to_quic_when_it_comes_up(
             got = await collect(client.messages(), 1)
             assert got[-1].payload == b"after the move"
             assert got[-1].stream_id != 0  # on a QUIC data stream
+            # on_connect saw the move: planned, no reconnect, no longer a fallback.
+            assert [c.transport for c in changes] == [TransportType.TCP_TLS, TransportType.QUIC]
+            assert changes[-1].moved and not changes[-1].reconnected and not changes[-1].fallback
 
 
 async def test_moving_back_to_quic_loses_no_message_and_is_no_reconnect(

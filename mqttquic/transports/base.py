@@ -6,17 +6,25 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
-from ..codec import Subscription
-from ..config import TransportType
+from ..codec import Connect, Subscription, Will
+from ..config import ConnectionConfig, TransportType
 from ..errors import PublishFailed, StreamRefused
 from ..message import Message
 
 # PublishFailed and StreamRefused live in errors; they are re-exported here, where they began.
-__all__ = ["Transport", "PublishFailed", "StreamRefused"]
+__all__ = ["Transport", "PublishFailed", "StreamRefused", "connect_packet"]
 
 # QUIC application error code with which a server refuses a stream for good
 # (the gateway: more data streams than it allows).
 STREAM_LIMIT_ERROR = 0x101
+
+
+def connect_packet(config: ConnectionConfig, will: Will | None = None,
+                   properties: dict[str, Any] | None = None) -> Connect:
+    """The CONNECT that ``config`` describes, with its Will and MQTT 5 properties."""
+    password = config.password.encode("utf-8") if config.password is not None else None
+    return Connect(config.effective_client_id, config.clean_start, config.keepalive,
+                   config.username, password, will, properties, config.protocol_version)
 
 
 class Transport(abc.ABC):
@@ -80,8 +88,9 @@ class Transport(abc.ABC):
         ...
 
     @abc.abstractmethod
-    async def disconnect(self) -> None:
-        """Send DISCONNECT and close."""
+    async def disconnect(self, reason_code: int = 0,
+                         properties: dict[str, Any] | None = None) -> None:
+        """Send DISCONNECT (``reason_code`` and ``properties``: MQTT 5) and close."""
 
     @abc.abstractmethod
     def abort(self) -> None:

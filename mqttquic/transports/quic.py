@@ -51,7 +51,7 @@ from ..errors import (
 from ..message import Message
 from ..reason_codes import reason_code_name
 from ..session import Session
-from .base import STREAM_LIMIT_ERROR, Transport
+from .base import STREAM_LIMIT_ERROR, Transport, connect_packet
 
 __all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
 
@@ -64,20 +64,31 @@ Carry = tuple[Session, dict[tuple[int, int], "asyncio.Future[Any]"]]
 
 
 def quic_configuration(config: ConnectionConfig) -> QuicConfiguration:
-    """The aioquic client configuration for ``config`` (TLS 1.3, ALPN "mqtt")."""
+    """The aioquic client configuration for ``config`` (TLS 1.3, ALPN "mqtt").
+
+    From a ``config.tls_context`` (made for TCP+TLS), QUIC takes what aioquic can use:
+    the verification mode and the CA certificates loaded into it; a client certificate
+    inside it cannot be read back, so mutual TLS over QUIC needs ``certfile``."""
     # EMQX sets the idle timeout to 1.5 x keepalive; PINGREQs keep it alive.
     idle = 1.5 * config.keepalive if config.keepalive else 60.0
+    verify_mode = ssl.CERT_NONE if config.insecure else ssl.CERT_REQUIRED
+    if config.tls_context is not None:
+        verify_mode = config.tls_context.verify_mode
     configuration = QuicConfiguration(
         is_client=True, alpn_protocols=[ALPN], idle_timeout=max(idle, 5.0),
-        server_name=config.server_name or config.host,
-        verify_mode=ssl.CERT_NONE if config.insecure else ssl.CERT_REQUIRED,
+        server_name=config.server_name or config.host, verify_mode=verify_mode,
     )
-    if config.ca_file and not config.insecure:
-        configuration.load_verify_locations(cafile=config.ca_file)
-    elif not config.insecure:
-        _use_system_trust_store(configuration)
+    if verify_mode != ssl.CERT_NONE:
+        context_cas = (config.tls_context.get_ca_certs(binary_form=True)
+                       if config.tls_context is not None else [])
+        if config.ca_file or config.ca_data or context_cas:
+            pem = "".join(ssl.DER_cert_to_PEM_cert(der) for der in context_cas)
+            configuration.load_verify_locations(
+                cafile=config.ca_file, cadata=((config.ca_data or "") + pem).encode() or None)
+        else:
+            _use_system_trust_store(configuration)
     if config.certfile:
-        configuration.load_cert_chain(config.certfile, config.keyfile)
+        configuration.load_cert_chain(config.certfile, config.keyfile, config.key_password)
     return configuration
 
 
@@ -105,13 +116,6 @@ STREAM_CREDIT_WAIT = 5.0
 # timeouts, if longer) is dead, even while the server's packets still arrive.
 DEAD_PATH_AFTER = 1.0
 PATH_CHECK_INTERVAL = 0.2
-
-
-def connect_packet(config: ConnectionConfig, will: Will | None = None,
-                   properties: dict[str, Any] | None = None) -> Connect:
-    password = config.password.encode("utf-8") if config.password is not None else None
-    return Connect(config.effective_client_id, config.clean_start, config.keepalive,
-                   config.username, password, will, properties, config.protocol_version)
 
 
 class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
@@ -361,7 +365,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
                 codes[index] = code
         return [code for code in codes if code is not None]
 
-    async def disconnect(self) -> None:
+    async def disconnect(self, reason_code: int = 0,
+                         properties: dict[str, Any] | None = None) -> None:
         if self._closing:
             return
         if self.wants_ticket and not self.ticket_received.is_set() and self.is_connected:
@@ -374,7 +379,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         self._closing = True
         self._user_closing = True
         if self.session is not None and self.session.state != "closed":
-            self.session.disconnect(now=self._loop.time())
+            self.session.disconnect(reason_code, properties, now=self._loop.time())
             self._flush()
         await self._close_quic()
 
@@ -647,17 +652,18 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             if not future.done():
                 future.set_exception(kind(f"stream {stream_id} closed: {why}"))
         if unfinished:
-            logger.warning("%d publishes on stream %d were not acknowledged", len(unfinished),
-                           stream_id)
+            # Not a warning: publish() sends them again (and says so if it gives up).
+            logger.info("%d publishes on stream %d were not acknowledged", len(unfinished),
+                        stream_id)
 
     def _connection_lost(self, exc: ConnectError) -> None:
         if self._lost:
             return
         was_connected = self.session is not None and self.session.state == "connected"
         self._lost = True
-        # A connection that never got its CONNACK (a probe, a lost race) is reported to
-        # whoever waits for it, not logged as a loss.
-        logger.log(logging.WARNING if was_connected else logging.DEBUG, "%s", exc)
+        # Reported once, by whoever waits for it: the connector logs a lost connection
+        # (and what it does next); a probe or a lost race is not a loss.
+        logger.log(logging.INFO if was_connected else logging.DEBUG, "%s", exc)
         self._cancel_timers()
         self._fail_waiters(exc)
         if not self._closing:

@@ -15,6 +15,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -25,15 +26,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .._aio import quick_ack
-from ..codec import Publish, Subscription, Will
+from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
 from ..config import ConnectionConfig, TransportType
 from ..enums import PacketType
-from ..errors import ConnectError, ConnectionRefused, PublishFailed
+from ..errors import ConnectError, ConnectionRefused, MalformedPacket, MQTTQUICError, PublishFailed
 from ..message import Message
 from ..policy import v311_return_code
 from ..reason_codes import reason_code_name
 from ..session import check_publish_size
-from .base import Transport
+from .base import Transport, connect_packet
 
 __all__ = ["PahoTransport", "connect_tcp", "tls_context"]
 
@@ -54,6 +55,10 @@ class _NamedContext(ssl.SSLContext):
 
 
 def tls_context(config: ConnectionConfig) -> ssl.SSLContext:
+    """The SSLContext of the TCP+TLS connection: ``config.tls_context`` as it is, or one
+    made from the config (CA file and data, client certificate, minimum version)."""
+    if config.tls_context is not None:
+        return config.tls_context
     context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.server_name = config.server_name
     if config.tls_version == "1.3":
@@ -63,13 +68,31 @@ def tls_context(config: ConnectionConfig) -> ssl.SSLContext:
     if config.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif config.ca_file:
-        context.load_verify_locations(cafile=config.ca_file)
+    elif config.ca_file or config.ca_data:
+        context.load_verify_locations(cafile=config.ca_file, cadata=config.ca_data)
     else:
         context.load_default_certs()
     if config.certfile:
-        context.load_cert_chain(config.certfile, config.keyfile)
+        context.load_cert_chain(config.certfile, config.keyfile, config.key_password)
     return context
+
+
+def _check(packet: Any, protocol_version: int) -> None:
+    """Our codec's verdict on ``packet`` before paho sees it: a bad topic, QoS or property
+    is the same MalformedPacket over TCP+TLS as over QUIC (whose session encodes it)."""
+    encode(packet, protocol_version)
+
+
+def _paho(what: str, call: Callable[[], Any]) -> Any:
+    """A paho-mqtt call whose exceptions do not reach the user as paho's own."""
+    try:
+        return call()
+    except MQTTQUICError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise MalformedPacket(f"{what}: {exc}") from exc
+    except Exception as exc:
+        raise ConnectError(f"{what} failed in paho-mqtt: {exc}") from exc
 
 
 def _properties(packet_type: int, values: dict[str, Any] | None) -> Properties | None:
@@ -106,6 +129,8 @@ class PahoTransport(Transport):
                  properties: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.config = config
+        # The CONNECT as our codec sees it (Will topic, properties): the same errors as QUIC.
+        _check(connect_packet(config, will, properties), config.protocol_version)
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         v5 = config.protocol_version == 5
@@ -120,8 +145,9 @@ class PahoTransport(Transport):
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
         if will is not None:
-            client.will_set(will.topic, will.payload, will.qos, will.retain,
-                            _properties(PacketTypes.WILLMESSAGE, will.properties))
+            _paho("will", lambda: client.will_set(
+                will.topic, will.payload, will.qos, will.retain,
+                _properties(PacketTypes.WILLMESSAGE, will.properties)))
         client.max_inflight_messages_set(65535)
         client.max_queued_messages_set(0)
         client.on_socket_open = self._socket_open
@@ -313,12 +339,12 @@ class PahoTransport(Transport):
                       properties: dict[str, Any] | None = None) -> None:
         if not self._connected:
             raise ConnectError("not connected")
+        packet = Publish(topic, payload, qos, retain, False, 1 if qos else None, properties)
+        _check(packet, self.config.protocol_version)
         if self.server_max_packet_size is not None:
-            check_publish_size(Publish(topic, payload, qos, retain, False, 1 if qos else None,
-                                       properties), self.config.protocol_version,
-                               self.server_max_packet_size)
-        info = self._client.publish(topic, payload, qos, retain,
-                                    _properties(PacketTypes.PUBLISH, properties))
+            check_publish_size(packet, self.config.protocol_version, self.server_max_packet_size)
+        info = _paho("publish", lambda: self._client.publish(
+            topic, payload, qos, retain, _properties(PacketTypes.PUBLISH, properties)))
         code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
         if code >= 0x80:
             raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
@@ -327,14 +353,15 @@ class PahoTransport(Transport):
                         properties: dict[str, Any] | None = None) -> list[int]:
         if not self._connected:
             raise ConnectError("not connected")
+        _check(Subscribe(1, subscriptions, properties), self.config.protocol_version)
         if self.config.protocol_version == 5:
             topics: list[Any] = [(s.topic_filter, SubscribeOptions(
                 qos=s.qos, noLocal=s.no_local, retainAsPublished=s.retain_as_published,
                 retainHandling=s.retain_handling)) for s in subscriptions]
         else:
             topics = [(s.topic_filter, s.qos) for s in subscriptions]
-        result, mid = self._client.subscribe(topics,
-                                             properties=_properties(PacketTypes.SUBSCRIBE, properties))
+        result, mid = _paho("subscribe", lambda: self._client.subscribe(
+            topics, properties=_properties(PacketTypes.SUBSCRIBE, properties)))
         codes: list[int] = await self._acked("subscribe", result, mid)
         return codes
 
@@ -342,8 +369,9 @@ class PahoTransport(Transport):
                           properties: dict[str, Any] | None = None) -> list[int]:
         if not self._connected:
             raise ConnectError("not connected")
-        result, mid = self._client.unsubscribe(
-            topic_filters, properties=_properties(PacketTypes.UNSUBSCRIBE, properties))
+        _check(Unsubscribe(1, topic_filters, properties), self.config.protocol_version)
+        result, mid = _paho("unsubscribe", lambda: self._client.unsubscribe(
+            topic_filters, properties=_properties(PacketTypes.UNSUBSCRIBE, properties)))
         codes: list[int] = await self._acked("unsubscribe", result, mid)
         return codes
 
@@ -355,12 +383,18 @@ class PahoTransport(Transport):
         self._waiters[mid] = future
         return await future
 
-    async def disconnect(self) -> None:
+    async def disconnect(self, reason_code: int = 0,
+                         properties: dict[str, Any] | None = None) -> None:
         if self._closing:
             return
         self._closing = True
         if self._connected:
-            self._client.disconnect()
+            if self.config.protocol_version == 5:
+                self._client.disconnect(
+                    ReasonCode(PacketTypes.DISCONNECT, identifier=reason_code),
+                    _properties(PacketTypes.DISCONNECT, properties))
+            else:
+                self._client.disconnect()
             try:
                 await asyncio.wait_for(asyncio.shield(self._disconnected), 2.0)
             except TimeoutError:
