@@ -1,6 +1,7 @@
 # make demo  - the MQTT-over-QUIC demo (venv, extension, embedded broker, gateway, clients)
 # make test  - lint, type-check, and the tests (both codec twins, real mosquitto and QUIC)
 # make bench - codec benchmarks against paho-mqtt, gmqtt, amqtt and mqtt5, and QUIC vs TCP
+# make docs  - the API reference from the docstrings, in docs/api (pdoc)
 # make wheels - Linux wheels for x86_64, aarch64 and armv7l (qemu-user), repaired and tested
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py | cksum | cut -
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all venv build test lint bench demo mosquitto clean wheels
+.PHONY: all venv build test lint bench demo mosquitto clean wheels docs
 
 all: build
 
@@ -20,7 +21,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install -q "setuptools>=77" "Cython>=3.0"
-	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,demo]"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[test,bench,demo,docs]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -55,6 +56,12 @@ bench: build mosquitto
 	@# Network namespaces and TUN need root: the script says so and skips otherwise.
 	$(BIN)/python bench/network.py
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean
+
+# The public modules; the private ones (_codec, _wire, ...) are left out by pdoc.
+docs: $(STAMP)
+	$(BIN)/pdoc -o docs/api mqttquic mqttquic.client mqttquic.config mqttquic.changes \
+	  mqttquic.message mqttquic.errors mqttquic.codec mqttquic.gateway mqttquic.topics
+	@echo "API reference: docs/api/index.html"
 
 # Needs root (debootstrap, chroot, binfmt_misc); installs debootstrap and qemu-user when missing.
 wheels:
