@@ -221,6 +221,25 @@ class Client:
         if was_open:
             self._change(ConnectionChange("closed", self.stats.transport), self.on_disconnect)
 
+    async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
+        """Move the QUIC connection to a new local UDP socket (a new port; ``local_host``:
+        a new address too), for an app that knows its network changed.
+
+        The connection, its MQTT session, subscriptions and publishes in flight go on;
+        nothing is reconnected. A fresh connection ID goes with the new path, so the two
+        cannot be linked by an observer. ConnectError when the new path does not answer
+        within ``timeout`` (the connection stays on the old one) or when the connection is
+        TCP+TLS, which cannot move (it reconnects by itself when its network is gone).
+        A NAT that changes the client's address or port needs no call: QUIC follows it."""
+        transport = self._connector.transport
+        if transport is None or not transport.is_connected:
+            raise ConnectError("not connected")
+        migrate = getattr(transport, "migrate", None)
+        if migrate is None:
+            raise ConnectError("a TCP+TLS connection cannot migrate to a new address")
+        await migrate(local_host, timeout)
+        self.stats.migrations += 1
+
     @property
     def session_present(self) -> bool:
         """Whether the broker had kept a session for this client id (the last CONNACK)."""

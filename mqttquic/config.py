@@ -250,6 +250,7 @@ class ConnectionStats:
     bytes_received: int = 0
     rtt_ms: float | None = None  # QUIC smoothed RTT
     streams_open: int = 0
+    migrations: int = 0  # QUIC connection moved to a new local socket (Client.migrate())
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import ssl
 import time
 import zlib
@@ -27,6 +28,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
     HandshakeCompleted,
+    PingAcknowledged,
     QuicEvent,
     StreamDataReceived,
     StreamReset,
@@ -151,6 +153,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         self._unacked_since: float | None = None
         self._acked_marks: tuple[int, ...] = ()
         self._ping_uid = 0
+        self._ping_waiters: dict[int, asyncio.Future[None]] = {}
+        self.migrations = 0  # moves to a new local socket (migrate())
         # Background close of a refused connection (kept so it is not collected).
         self._closer: asyncio.Task[None] | None = None
         # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
@@ -196,6 +200,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
                 self.handshake_event.set()
             self._schedule_idle_ping()
             self._path_check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
+        elif isinstance(event, PingAcknowledged):
+            waiter = self._ping_waiters.pop(event.uid, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         elif isinstance(event, ConnectionTerminated):
             self.terminated_reason = event.reason_phrase or f"error code {event.error_code}"
             if not self._closing:
@@ -382,6 +390,39 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             self.session.disconnect(reason_code, properties, now=self._loop.time())
             self._flush()
         await self._close_quic()
+
+    async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
+        """Move this connection to a new UDP socket, keeping the QUIC connection and the
+        MQTT session: for an app that knows its network changed (Wi-Fi to cellular).
+
+        The new socket gets a new local port (and ``local_host``'s address, if given).
+        The connection switches to a fresh connection ID, so an observer cannot link
+        the two paths, and sends a PING from the new socket; the server validates the
+        new path. When the PING is acknowledged within ``timeout`` the old socket is
+        closed; when it is not, the connection goes back to the old socket and
+        ConnectError is raised (nothing is lost: QUIC re-sends what the new path ate)."""
+        if self._lost or self._closing or self._transport is None:
+            raise ConnectError("not connected")
+        old = self._transport
+        new = await _new_socket_transport(self, local_host)  # connection_made: now current
+        self._quic.change_connection_id()
+        self._ping_uid += 1
+        uid = self._ping_uid
+        answered: asyncio.Future[None] = self._loop.create_future()
+        self._ping_waiters[uid] = answered
+        self._quic.send_ping(uid)
+        self.transmit()
+        try:
+            await asyncio.wait_for(answered, timeout)
+        except TimeoutError:
+            self._ping_waiters.pop(uid, None)
+            _retire(new)
+            self.connection_made(old)
+            raise ConnectError(f"the new path did not answer within {timeout:g} s: staying on"
+                               " the old one") from None
+        _retire(old)
+        self.migrations += 1
+        logger.info("QUIC connection moved to %s", new.get_extra_info("sockname"))
 
     async def wait_connected(self) -> None:
         try:
@@ -755,6 +796,31 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     protocol.session_present = result.session_present
     logger.info("connected over QUIC to %s in %.1f ms", where, protocol.connect_time * 1000)
     return protocol
+
+
+async def _new_socket_transport(protocol: MQTTQuicAdvancedProtocol,
+                                local_host: str | None) -> asyncio.DatagramTransport:
+    """A new UDP socket for ``protocol``, made as aioquic makes its first one (IPv6,
+    dual-stack), bound to a new port of ``local_host`` (default: any address)."""
+    host = local_host or "::"
+    if ":" not in host:
+        host = "::ffff:" + host  # an IPv4 address on the dual-stack socket
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, 0, 0, 0))
+    except OSError:
+        sock.close()
+        raise
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: protocol, sock=sock)
+    return transport
+
+
+def _retire(transport: asyncio.DatagramTransport) -> None:
+    """Close a socket the connection no longer uses, without telling the protocol."""
+    transport.set_protocol(asyncio.DatagramProtocol())
+    transport.close()
 
 
 def _oldest_unacknowledged(spaces: Any) -> float | None:
