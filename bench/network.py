@@ -11,6 +11,11 @@ TLS listener) and our gateway (QUIC, and its TLS listener). The client namespace
 - ours: ``mqttquic.Client`` over QUIC through the gateway;
 - paho: paho-mqtt over TCP+TLS straight to mosquitto, and through the gateway's TLS listener.
 
+Scenarios (``--only``): connect (full, 0-RTT, to the first PUBACK), publish (3 parallel
+QoS 1 publishes, throughput with 100 in flight), migration (a QoS 1 publish across a
+move to a new port or a new address; paho reconnects), recovery (a dead path, and the
+move back when UDP returns).
+
 Writes ``results/network.md`` (p50/p90/p99 per metric and loss rate) and PNG charts of the
 latency distributions, ours against paho, per loss rate.
 """
@@ -207,6 +212,29 @@ async def client_role(args: argparse.Namespace) -> None:
         await _in_thread(run.close)
     await ours.disconnect()
 
+    # A move mid-session: ours keeps its QUIC connection (Client.migrate(): a new port, as
+    # a NAT rebinding looks to the server, or a new address); paho's TCP connection cannot
+    # move and must connect again. Measured: a QoS 1 publish made at the moment of the move.
+    if "migration" in args.only:
+        client = _ours(settings, transport="quic")
+        await client.connect()
+        await client.publish("bench/move", b"warm", qos=1)
+        addresses = [args.client_ip2, args.client_ip]
+        for i in range(args.rounds):
+            for metric, local in (("QoS 1 publish across a move: new port", None),
+                                  ("QoS 1 publish across a move: new address",
+                                   addresses[i % 2])):
+                started = time.perf_counter()
+                moving = asyncio.ensure_future(client.migrate(local))
+                await client.publish("bench/move", b"x", qos=1)
+                emit(metric, "ours", 1000 * (time.perf_counter() - started))
+                await moving
+            emit("QoS 1 publish across a move: new port", "paho (reconnects)",
+                 1000 * await _in_thread(paho_first_puback, BROKER_TLS))
+        stats = client.get_stats()
+        assert stats["reconnect_count"] == 0 and stats["migrations"] == 2 * args.rounds, stats
+        await client.disconnect()
+
     # Dead path and move back: the orchestrator blocks and unblocks the client's UDP.
     from mqttquic import TransportType
 
@@ -268,7 +296,8 @@ async def _measure(link: Any, args: argparse.Namespace, ca_file: str) -> list[di
     process = await asyncio.create_subprocess_exec(
         *link.exec_args(link.client_ns, [
             sys.executable, str(Path(__file__).resolve()), "--role", "client", "--server",
-            link.server_ip, "--ca-file", ca_file, "--rounds", str(args.rounds),
+            link.server_ip, "--client-ip", link.client_ip, "--client-ip2", link.client_ip2,
+            "--ca-file", ca_file, "--rounds", str(args.rounds),
             "--recovery-rounds", str(args.recovery_rounds), "--messages", str(args.messages),
             "--only", args.only, *(["--verbose"] if args.verbose else [])]),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -395,9 +424,11 @@ def main() -> int:
     parser.add_argument("--recovery-rounds", type=int, default=3)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--server", default="10.77.0.2")
+    parser.add_argument("--client-ip", default="10.77.0.1")
+    parser.add_argument("--client-ip2", default="10.77.0.3")
     parser.add_argument("--ca-file", default="")
-    parser.add_argument("--only", default="connect,publish,recovery",
-                        help="scenarios: connect, publish, recovery (comma separated)")
+    parser.add_argument("--only", default="connect,publish,recovery,migration",
+                        help="scenarios: connect, publish, recovery, migration (comma separated)")
     parser.add_argument("--verbose", action="store_true", help="the client's log on stderr")
     args = parser.parse_args()
     if args.role == "client":

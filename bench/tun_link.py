@@ -8,8 +8,8 @@ loss (retransmissions, congestion control) just as QUIC does. ``block_udp_up`` d
 client's UDP packets only (a firewall, or a path that died while the server's packets
 still arrive).
 
-Needs root (namespaces, TUN). Addresses: the client namespace has 10.77.0.1, the server
-namespace 10.77.0.2.
+Needs root (namespaces, TUN). Addresses: the client namespace has 10.77.0.1 (and
+10.77.0.3, for moves to another address), the server namespace 10.77.0.2.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class TunLink:
 
     client_ip = "10.77.0.1"
     server_ip = "10.77.0.2"
+    client_ip2 = "10.77.0.3"  # a second client address: a move to another network
 
     def __init__(self, name: str = "mqq", *, delay: float = 0.025, loss: float = 0.0,
                  seed: int = 1) -> None:
@@ -76,8 +77,11 @@ class TunLink:
             fds.append(fd)
             # The open descriptor stays attached while the device moves to its namespace.
             _ip("link", "set", device, "netns", namespace)
-            for command in (["addr", "add", f"{address}/24", "dev", device],
-                            ["link", "set", device, "up"], ["link", "set", "lo", "up"]):
+            commands = [["addr", "add", f"{address}/24", "dev", device],
+                        ["link", "set", device, "up"], ["link", "set", "lo", "up"]]
+            if namespace == self.client_ns:
+                commands.insert(1, ["addr", "add", f"{self.client_ip2}/24", "dev", device])
+            for command in commands:
                 _ip("netns", "exec", namespace, "ip", *command)
         self._fds = (fds[0], fds[1])
 

@@ -420,7 +420,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             self.connection_made(old)
             raise ConnectError(f"the new path did not answer within {timeout:g} s: staying on"
                                " the old one") from None
-        _retire(old)
+        # Replies to what was sent on the old path are still on their way: the old socket
+        # keeps listening for a few round trips before it closes.
+        grace = min(2.0, 3 * (self.rtt_ms or 100.0) / 1000)
+        self._loop.call_later(grace, _retire, old)
         self.migrations += 1
         logger.info("QUIC connection moved to %s", new.get_extra_info("sockname"))
 
