@@ -6,6 +6,7 @@ import datetime
 import json
 import logging
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,16 @@ def test_the_paths_rtt_is_kept_with_the_ticket(tmp_path: Path) -> None:
     data["tickets"]["h:1:localhost"]["path_rtt"] = "fast"  # nonsense is ignored
     path.write_text(json.dumps(data))
     assert store.take_resumption("h:1:localhost") == (ticket, None)
+
+
+def test_a_corrupt_ticket_is_one_warning_not_one_per_connect(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = f"h:1:{uuid.uuid4().hex}"
+    path = tmp_path / "t"
+    path.write_bytes(b'{"version": 1, "tickets": {"%s": {"ticket": "%%%%%%"}}}' % key.encode())
+    store = TicketStore(path)
+    with caplog.at_level(logging.DEBUG, logger="mqttquic.tickets"):
+        for _ in range(3):
+            assert store.load(key) is None
+    assert [r.levelno for r in caplog.records if "corrupt" in r.getMessage()] == [
+        logging.WARNING, logging.DEBUG, logging.DEBUG]
