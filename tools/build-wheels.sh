@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make wheels: build, repair (auditwheel) and test the Linux wheels of the committed tree.
 #
-#   sudo tools/build-wheels.sh                   # x86_64, aarch64 and armv7l
+#   sudo tools/build-wheels.sh                   # x86_64, aarch64, armv7l, and the pure wheel
 #   sudo ARCHES="aarch64" tools/build-wheels.sh  # one architecture
 #
 # x86_64 builds on this machine; aarch64 and armv7l build in a Debian bookworm chroot of
@@ -16,7 +16,7 @@
 # come from cibuildwheel, configured in pyproject.toml, on a CI machine with Docker.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-arches=${ARCHES:-"x86_64 aarch64 armv7l"}
+arches=${ARCHES:-"x86_64 aarch64 armv7l pure"}
 chroots=${CHROOTS:-/var/tmp/mqttquic-chroots}
 out=$repo/wheelhouse
 mkdir -p "$out"
@@ -64,7 +64,20 @@ trap 'rm -f "$src_tar"' EXIT
 for arch in $arches; do
   started=$(date +%s)
   echo "== $arch"
-  if [ "$arch" = "$(uname -m)" ]; then
+  if [ "$arch" = pure ]; then
+    # The pure-Python wheel (py3-none-any), for interpreters and platforms no binary
+    # wheel covers: it imports the pure codec, and says so.
+    src=$(mktemp -d); venv=$(mktemp -d)
+    tar -x -C "$src" -f "$src_tar"
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q build "setuptools>=77" wheel
+    MQTTQUIC_NO_EXTENSIONS=1 "$venv/bin/python" -m build -q --wheel --no-isolation -o "$out" \
+      "$src/mqttquic" >/dev/null 2>&1
+    ls "$out"/*-py3-none-any.whl
+    python3 -m venv "$venv/test" && "$venv/test/bin/pip" install -q "$out"/*-py3-none-any.whl
+    (cd "$venv" && "$venv/test/bin/python" -c "import mqttquic.codec as c; \
+      assert c.IMPLEMENTATION == 'python'; print('pure wheel: codec', c.IMPLEMENTATION)")
+    rm -rf "$src" "$venv"
+  elif [ "$arch" = "$(uname -m)" ]; then
     src=$(mktemp -d)
     tar -x -C "$src" -f "$src_tar"
     bash -c "$STEPS" _ "$src/mqttquic" "$out"
