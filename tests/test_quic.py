@@ -406,3 +406,15 @@ async def test_gateway_bounds_what_a_stream_may_buffer(mosquitto: Mosquitto,
                     break
                 await asyncio.sleep(0.05)
             assert raw.resets == [4]
+
+
+async def test_a_qos0_publish_right_before_disconnect_is_delivered(
+        gateway: Any, certs: CertificateFiles, topic_root: str) -> None:
+    """DISCONNECT (control stream) must not overtake a publish on a data stream."""
+    async with Client(client_config(gateway, certs, transport="tcp")) as watcher:
+        await watcher.subscribe(f"{topic_root}/#", qos=0)
+        for i in range(10):
+            async with Client(client_config(gateway, certs, transport="quic")) as client:
+                await client.publish(f"{topic_root}/last/{i}", str(i), qos=0, retain=False)
+        got = await collect(watcher.messages(), 10, timeout=10)
+    assert sorted(int(m.payload) for m in got) == list(range(10))

@@ -384,12 +384,34 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             rtt = (self.rtt_ms or 100.0) / 1000
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.ticket_received.wait(), min(1.0, 4 * rtt))
+        await self._data_delivered()
         self._closing = True
         self._user_closing = True
         if self.session is not None and self.session.state != "closed":
             self.session.disconnect(reason_code, properties, now=self._loop.time())
             self._flush()
         await self._close_quic()
+
+    async def _data_delivered(self) -> None:
+        """Wait, briefly, until the server has acknowledged every data stream's bytes.
+
+        DISCONNECT rides the control stream and the server may act on it before it has
+        read the data streams (QUIC orders bytes within a stream only): a QoS 0 publish
+        made just before disconnect() would be lost. At most 4 RTT, and 1 s."""
+        if not self.is_connected or not self._data_streams:
+            return
+        deadline = self._loop.time() + min(1.0, 4 * (self.rtt_ms or 100.0) / 1000)
+        while self._unacknowledged_stream_data() and self._loop.time() < deadline:
+            await asyncio.sleep(0.005)
+
+    def _unacknowledged_stream_data(self) -> bool:
+        streams = self._quic._streams
+        for stream_id in self._data_streams:
+            stream = streams.get(stream_id)
+            # aioquic drops acknowledged bytes from the front of the send buffer.
+            if stream is not None and stream.sender._buffer_start < stream.sender._buffer_stop:
+                return True
+        return False
 
     async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
         """Move this connection to a new UDP socket, keeping the QUIC connection and the
