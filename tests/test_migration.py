@@ -18,7 +18,7 @@ from mqttquic.gateway import Gateway
 
 from .conftest import client_config
 from .test_quic import collect
-from .test_recovery import UdpLink
+from .test_recovery import UdpLink, in_front_of
 
 
 class Nat(UdpLink):
@@ -47,9 +47,7 @@ class Nat(UdpLink):
 @pytest.fixture
 async def nat(gateway: Gateway) -> AsyncIterator[tuple[Nat, Any]]:
     relay = Nat(gateway.quic_port)
-    port = await relay.start()
-    target = type("G", (), {"quic_port": port, "tcp_port": gateway.tcp_port})()
-    yield relay, target
+    yield relay, await in_front_of(relay, gateway)
     relay.close()
 
 
@@ -65,7 +63,11 @@ def client_port(client: Client) -> int:
 
 
 async def warm_up(client: Client, watcher: Client, topic: str) -> None:
-    """Open the topic's data stream (and its broker connection) before the move."""
+    """Both subscribed to the topic's level, and the topic's data stream (and its broker
+    connection) opened before the move."""
+    root = topic.rsplit("/", 1)[0]
+    await watcher.subscribe(f"{root}/#", qos=1)
+    await client.subscribe(f"{root}/#", qos=1)
     await client.publish(topic, b"warm", qos=1)
     for who in (watcher, client):
         assert [m.payload for m in await collect(who.messages, 1)] == [b"warm"]
@@ -105,8 +107,6 @@ async def test_a_nat_rebinding_keeps_the_connection_and_the_session(
     config = client_config(target, certs, transport="quic", zero_rtt=False)
     async with Client(client_config(gateway, certs, transport="tcp")) as watcher, \
             Client(config) as client:
-        await watcher.subscribe(f"{topic_root}/#", qos=1)
-        await client.subscribe(f"{topic_root}/#", qos=1)
         await warm_up(client, watcher, f"{topic_root}/x")
         connection = gateway_connection(gateway)
         quic_before = client._connector.transport
@@ -125,8 +125,6 @@ async def test_migrate_moves_to_a_new_socket_with_a_new_connection_id(
     config = client_config(gateway, certs, transport="quic", zero_rtt=False)
     async with Client(client_config(gateway, certs, transport="tcp")) as watcher, \
             Client(config) as client:
-        await watcher.subscribe(f"{topic_root}/#", qos=1)
-        await client.subscribe(f"{topic_root}/#", qos=1)
         await warm_up(client, watcher, f"{topic_root}/x")
         connection = gateway_connection(gateway)
         upstreams = gateway.upstream_connections

@@ -72,13 +72,17 @@ class UdpLink(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+async def in_front_of(udp: UdpLink, gateway: Gateway) -> Any:
+    """Start ``udp``; what a client config needs to reach QUIC through it (and TCP+TLS
+    directly)."""
+    port = await udp.start()
+    return type("G", (), {"quic_port": port, "tcp_port": gateway.tcp_port})()
+
+
 @pytest.fixture
 async def link(gateway: Gateway) -> AsyncIterator[tuple[UdpLink, Any]]:
     udp = UdpLink(gateway.quic_port)
-    port = await udp.start()
-    # The client reaches QUIC through the link and TCP+TLS directly.
-    target = type("G", (), {"quic_port": port, "tcp_port": gateway.tcp_port})()
-    yield udp, target
+    yield udp, await in_front_of(udp, gateway)
     udp.close()
 
 
