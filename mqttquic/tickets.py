@@ -86,23 +86,17 @@ class TicketStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()
-        self._warned: set[str] = set()
 
     @staticmethod
     def key(host: str, port: int, server_name: str) -> str:
         return f"{host}:{port}:{server_name}"
-
-    def _warn_once(self, why: str) -> None:
-        if why not in self._warned:
-            self._warned.add(why)
-            _warn_once("session ticket file %s %s: full handshake", self.path, why)
 
     def _read(self) -> dict[str, Any]:
         try:
             with open(self.path, "rb") as handle:
                 problem = _untrusted(os.fstat(handle.fileno()))
                 if problem:
-                    self._warn_once(f"ignored: {problem}")
+                    _warn_once("session ticket file %s ignored: %s: full handshake", self.path, problem)
                     return {}
                 raw = handle.read(MAX_FILE_SIZE + 1)
         except FileNotFoundError:
@@ -111,7 +105,8 @@ class TicketStore:
             logger.warning("cannot read session ticket file %s (%s): full handshake", self.path, exc)
             return {}
         if len(raw) > MAX_FILE_SIZE:
-            self._warn_once(f"ignored: larger than {MAX_FILE_SIZE} bytes")
+            _warn_once("session ticket file %s ignored: larger than %d bytes: full handshake",
+                       self.path, MAX_FILE_SIZE)
             return {}
         try:
             data = json.loads(raw)
