@@ -154,7 +154,6 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         self._acked_marks: tuple[int, ...] = ()
         self._ping_uid = 0
         self._ping_waiters: dict[int, asyncio.Future[None]] = {}
-        self.migrations = 0  # moves to a new local socket (migrate())
         # Background close of a refused connection (kept so it is not collected).
         self._closer: asyncio.Task[None] | None = None
         # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
@@ -381,9 +380,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             # The server sends its session ticket a round trip after the handshake. A
             # device that connects, publishes once and leaves would close first, and its
             # next connect would be a full handshake: wait for the ticket, briefly.
-            rtt = (self.rtt_ms or 100.0) / 1000
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.ticket_received.wait(), min(1.0, 4 * rtt))
+                await asyncio.wait_for(self.ticket_received.wait(), min(1.0, 4 * self._rtt))
         await self._data_delivered()
         self._closing = True
         self._user_closing = True
@@ -400,7 +398,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         made just before disconnect() would be lost. At most 4 RTT, and 1 s."""
         if not self.is_connected or not self._data_streams:
             return
-        deadline = self._loop.time() + min(1.0, 4 * (self.rtt_ms or 100.0) / 1000)
+        deadline = self._loop.time() + min(1.0, 4 * self._rtt)
         while self._unacknowledged_stream_data() and self._loop.time() < deadline:
             await asyncio.sleep(0.005)
 
@@ -444,9 +442,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
                                " the old one") from None
         # Replies to what was sent on the old path are still on their way: the old socket
         # keeps listening for a few round trips before it closes.
-        grace = min(2.0, 3 * (self.rtt_ms or 100.0) / 1000)
-        self._loop.call_later(grace, _retire, old)
-        self.migrations += 1
+        self._loop.call_later(min(2.0, 3 * self._rtt), _retire, old)
         logger.info("QUIC connection moved to %s", new.get_extra_info("sockname"))
 
     async def wait_connected(self) -> None:
@@ -496,6 +492,11 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         rtt = getattr(getattr(self._quic, "_loss", None), "_rtt_smoothed", None)
         initialized = getattr(getattr(self._quic, "_loss", None), "_rtt_initialized", False)
         return round(rtt * 1000, 3) if rtt is not None and initialized else None
+
+    @property
+    def _rtt(self) -> float:
+        """The smoothed RTT in seconds, 100 ms until one is measured: bounds short waits."""
+        return (self.rtt_ms or 100.0) / 1000
 
     @property
     def streams_open(self) -> int:
