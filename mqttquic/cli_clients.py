@@ -294,15 +294,12 @@ def _payloads(args: argparse.Namespace) -> list[bytes] | None:
 
 async def run_pub(args: argparse.Namespace) -> int:
     setup_logging(args)
-    if args.url:
-        _apply_url(args)
-        args.url = None
+    client, props = client_from(args)  # -L's topic included
     if not args.topic:
         raise CliError("both topic and message must be supplied (-t)")
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
     payloads = _payloads(args)
-    client, props = client_from(args)
     publish_props = props["publish"] or None
     async with client:
         if payloads is None:
@@ -340,12 +337,9 @@ async def run_sub(args: argparse.Namespace) -> int:
     from .topics import topic_matches
 
     setup_logging(args)
-    if args.url:
-        _apply_url(args)
-        args.url = None
+    client, props = client_from(args)  # -L's topic included
     if not args.topic and not args.unsubscribe:
         raise CliError("you must specify a topic to subscribe to (-t) or unsubscribe from (-U)")
-    client, props = client_from(args)
     out = sys.stdout.buffer
     async with client:
         if args.unsubscribe:

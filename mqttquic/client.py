@@ -367,7 +367,7 @@ class Client:
             if code < 0x80:
                 self._subscriptions[subscription.topic_filter] = subscription
         self.logger.debug("subscribed to %s: SUBACK codes %s",
-                     ", ".join(s.topic_filter for s in subscriptions), codes)
+                          ", ".join(s.topic_filter for s in subscriptions), codes)
         return codes
 
     async def unsubscribe(self, topic: str | Iterable[str],

@@ -166,13 +166,11 @@ RUNTIME_ONLY = frozenset({"tls_context"})
 
 
 def _will_from(data: dict[str, Any]) -> Will:
-    from .message import payload_bytes
-
     unknown = set(data) - {"topic", "payload", "qos", "retain", "properties"}
     if unknown or "topic" not in data:
         raise ValueError(f"a will needs a topic, and takes payload, qos, retain and properties"
                          f" (unknown: {sorted(unknown)})" if unknown else "a will needs a topic")
-    return Will(data["topic"], payload_bytes(data.get("payload", b"")), int(data.get("qos", 0)),
+    return Will(data["topic"], data.get("payload", b""), int(data.get("qos", 0)),
                 bool(data.get("retain", False)), data.get("properties"))
 
 

@@ -172,7 +172,7 @@ class Connector:
         except ImportError as exc:
             if not self._warned_no_aioquic:
                 self.logger.warning("aioquic is not installed (%s): MQTT over TCP+TLS only;"
-                               " pip install aioquic for QUIC", exc)
+                                    " pip install aioquic for QUIC", exc)
                 self._warned_no_aioquic = True
             return None
         return quic
@@ -372,7 +372,7 @@ class Connector:
                     return
                 self._attach(transport, time.monotonic() - started, reconnected=True)
                 self.logger.info("reconnected over %s after %d attempt(s)",
-                            transport.transport_type.value, attempt)
+                                 transport.transport_type.value, attempt)
                 await self.restore_subscriptions(transport)
                 return
         finally:
