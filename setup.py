@@ -13,7 +13,6 @@ Cython-compiled copy of ``_packets_py.py`` (``_packets_c.py``).
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -25,15 +24,17 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).parent
 
 
-def _no_extensions() -> bool:
-    # The switch lives in one place, mqttquic/_env.py; load it by path (the
-    # package is not importable before it is built).
+def _load_env():  # type: ignore[no-untyped-def]
+    # The switches live in one place, mqttquic/_env.py; load it by path (the package is
+    # not importable before it is built).
     spec = importlib.util.spec_from_file_location("_mqttquic_env", HERE / "mqttquic" / "_env.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return bool(module.no_extensions())
+    return module
 
+
+ENV = _load_env()
 
 WARNING = """
 ******************************************************************************
@@ -45,16 +46,12 @@ the fast codec.
 """
 
 
-def _require_extension() -> bool:
-    return os.environ.get("MQTTQUIC_REQUIRE_EXTENSION", "") not in ("", "0")
-
-
 # Set when an extension could not be built: the wheel is then tagged pure.
 FAILED: list[str] = []
 
 
 def _failed(reason: object) -> None:
-    if _require_extension():
+    if ENV.flag("MQTTQUIC_REQUIRE_EXTENSION"):
         raise SystemExit(f"MQTTQUIC_REQUIRE_EXTENSION is set and the codec failed to build: {reason}")
     FAILED.append(str(reason))
     sys.stderr.write(WARNING.format(reason=reason))
@@ -95,11 +92,11 @@ class HonestBdistWheel(bdist_wheel):
 
 
 def _extensions() -> list:  # type: ignore[type-arg]
-    if _no_extensions():
+    if ENV.no_extensions():
         print("MQTTQUIC_NO_EXTENSIONS is set: building no extension, pure-Python codec only")
         return []
     # Smaller shared objects: no debug information, symbols stripped (GNU toolchains).
-    gnu = sys.platform.startswith("linux") and os.environ.get("MQTTQUIC_DEBUG_BUILD", "") in ("", "0")
+    gnu = sys.platform.startswith("linux") and not ENV.flag("MQTTQUIC_DEBUG_BUILD")
     flags = {"extra_compile_args": ["-g0"], "extra_link_args": ["-s"]} if gnu else {}
     try:
         from Cython.Build import cythonize

@@ -13,7 +13,12 @@ import platform
 ENV_VAR = "MQTTQUIC_NO_EXTENSIONS"
 
 
+def flag(name: str) -> bool:
+    """An environment switch: set to anything but ``""`` or ``"0"``."""
+    return os.environ.get(name, "") not in ("", "0")
+
+
 def no_extensions() -> bool:
     if platform.python_implementation() != "CPython":
         return True
-    return os.environ.get(ENV_VAR, "") not in ("", "0")
+    return flag(ENV_VAR)
