@@ -23,6 +23,7 @@ from .errors import (
     PublishFailed,
     StreamLimitReached,
     StreamRefused,
+    TLSFileError,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ __all__ = [
     "topic_matches",
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
-    "StreamRefused", "OfflineQueueFull", "PathDead",
+    "StreamRefused", "OfflineQueueFull", "PathDead", "TLSFileError",
 ]
 
 

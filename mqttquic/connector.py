@@ -24,9 +24,17 @@ from types import ModuleType
 from typing import Any
 
 from ._aio import within
+from ._tls import load_tls_material
 from .codec import Subscription, Will
 from .config import ConnectionConfig, TransportType
-from .errors import ConnectError, ConnectionRefused, MQTTQUICError, OfflineQueueFull, PathDead
+from .errors import (
+    ConnectError,
+    ConnectionRefused,
+    MQTTQUICError,
+    OfflineQueueFull,
+    PathDead,
+    TLSFileError,
+)
 from .message import Message
 from .policy import Backoff, ConnectionPolicy
 from .tickets import TicketStore
@@ -197,11 +205,15 @@ class Connector:
         config = config or self.config
         ticket = None
         handler = None
+        loop = asyncio.get_running_loop()
+        # File I/O off the event loop: the TLS files (a bad one raises TLSFileError before
+        # any packet) and the ticket, which is offered once, then forgotten, and only
+        # under the trust it was earned under.
+        tls = await loop.run_in_executor(None, load_tls_material, config, quic.ALPN)
         if self._tickets is not None:
             tickets = self._tickets
-            key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host)
-            loop = asyncio.get_running_loop()
-            # File I/O off the event loop; a ticket is offered once, then forgotten.
+            key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host,
+                                  tls.trust_id)
             ticket, rtt = await loop.run_in_executor(None, tickets.take_resumption, key)
             if rtt is not None:
                 self.path_rtt = rtt
@@ -211,7 +223,7 @@ class Connector:
                 self._ticket_writes.add(saving)
                 saving.add_done_callback(self._ticket_writes.discard)
         transport: Transport = await quic.connect_quic(
-            config, will=self._will(), properties=self._connect_properties(),
+            config, will=self._will(), properties=self._connect_properties(), tls=tls,
             session_ticket=ticket, ticket_handler=handler, adopt=self._carry,
             early_messages=self.early, handshake=handshake, initial_rtt=self.path_rtt)
         if transport.rtt_ms is not None:
@@ -252,7 +264,8 @@ class Connector:
             exc = quic.exception()
             if exc is None:
                 return quic.result()
-            if isinstance(exc, ConnectionRefused):
+            # A refusal, or a TLS file that TCP+TLS would read too: no fallback.
+            if isinstance(exc, (ConnectionRefused, TLSFileError)):
                 raise exc
             self.logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
             try:
@@ -280,7 +293,7 @@ class Connector:
                         why = errors.get("QUIC") or f"no QUIC handshake within {head_start} s"
                         self.logger.warning("using TCP+TLS, not QUIC: %s", why)
                     return task.result()
-                if isinstance(exc, ConnectionRefused):
+                if isinstance(exc, (ConnectionRefused, TLSFileError)):
                     for other in pending:
                         other.cancel()
                     raise exc

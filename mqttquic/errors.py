@@ -16,6 +16,7 @@ __all__ = [
     "ProtocolError",
     "ConnectError",
     "ConnectionRefused",
+    "TLSFileError",
     "OperationTimeout",
     "StreamLimitReached",
     "StreamRefused",
@@ -57,6 +58,20 @@ class ProtocolError(MQTTQUICError):
 
 class ConnectError(MQTTQUICError):
     """The connection could not be established (timeout, TLS, network)."""
+
+
+class TLSFileError(ConnectError):
+    """A TLS file of the config (``ca_file``, ``certfile``, ``keyfile``, or ``ca_data``)
+    cannot be used: missing, unreadable, not PEM, a key that does not belong to its
+    certificate, or a wrong ``key_password``. Raised before any packet is sent.
+
+    ``setting`` names the config field, ``path`` the file (None for ``ca_data``)."""
+
+    def __init__(self, setting: str, path: str | None, cause: str) -> None:
+        self.setting = setting
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{setting} {path}: {cause}" if path else f"{setting}: {cause}")
 
 
 class ConnectionRefused(ConnectError):

@@ -1,6 +1,11 @@
 """TLS session tickets on disk, for 0-RTT reconnects.
 
-One JSON file holds one entry per ``host:port:server_name``. Each ticket is
+One JSON file holds one entry per server and trust: ``host:port:server_name#trust``,
+where *trust* is ``TLSMaterial.trust_id`` (verification, CA certificates, server
+name, ALPN, client certificate). TLS 1.3 resumption does not check the server's
+certificate again, so a ticket is offered only under the trust that earned it: one
+earned without verification, under another CA or as another client certificate is
+never used by this connection (INFO, full handshake). Each ticket is
 stored as explicit fields (bytes in base64, times in ISO 8601): no pickle, so a
 tampered file cannot run code. Writes are atomic (a temporary file renamed over
 the old one) with mode 0600. An expired entry is ignored; a corrupt or
@@ -88,8 +93,9 @@ class TicketStore:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(host: str, port: int, server_name: str) -> str:
-        return f"{host}:{port}:{server_name}"
+    def key(host: str, port: int, server_name: str, trust_id: str) -> str:
+        """The entry of a server (``host:port:server_name``) under one trust."""
+        return f"{host}:{port}:{server_name}#{trust_id}"
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -141,6 +147,12 @@ class TicketStore:
             entry = entries.pop(key, None)
             if entry is not None:
                 self._write(entries)
+        if entry is None:
+            server = key.partition("#")[0]
+            if any(other.partition("#")[0] == server for other in entries):
+                logger.info("session ticket for %s was earned under other trust settings"
+                            " (verification, CA, server name or client certificate): not used,"
+                            " full handshake", server)
         rtt = entry.get("path_rtt") if isinstance(entry, dict) else None
         if not isinstance(rtt, (int, float)) or not 0 < rtt < 60:
             rtt = None

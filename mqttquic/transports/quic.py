@@ -38,6 +38,7 @@ from aioquic.tls import SessionTicket
 from .. import events as ev
 from .._handshake_probe import ProbeCarriesData
 from .._resets import is_stateless_reset
+from .._tls import TLSMaterial, load_tls_material
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..enums import PacketType
@@ -65,32 +66,33 @@ ALPN = "mqtt"
 Carry = tuple[Session, dict[tuple[int, int], "asyncio.Future[Any]"]]
 
 
-def quic_configuration(config: ConnectionConfig) -> QuicConfiguration:
+def quic_configuration(config: ConnectionConfig, tls: TLSMaterial | None = None
+                       ) -> QuicConfiguration:
     """The aioquic client configuration for ``config`` (TLS 1.3, ALPN "mqtt").
 
-    From a ``config.tls_context`` (made for TCP+TLS), QUIC takes what aioquic can use:
-    the verification mode and the CA certificates loaded into it; a client certificate
+    ``tls``: the config's TLS files, already read (``load_tls_material``); read here
+    when not given, so that a bad file is a TLSFileError before any packet. From a
+    ``config.tls_context`` (made for TCP+TLS), QUIC takes what aioquic can use: the
+    verification mode and the CA certificates loaded into it; a client certificate
     inside it cannot be read back, so mutual TLS over QUIC needs ``certfile``."""
+    if tls is None:
+        tls = load_tls_material(config, ALPN)
     # EMQX sets the idle timeout to 1.5 x keepalive; PINGREQs keep it alive.
     idle = 1.5 * config.keepalive if config.keepalive else 60.0
-    verify_mode = ssl.CERT_NONE if config.insecure else ssl.CERT_REQUIRED
-    if config.tls_context is not None:
-        verify_mode = config.tls_context.verify_mode
     configuration = QuicConfiguration(
         is_client=True, alpn_protocols=[ALPN], idle_timeout=max(idle, 5.0),
-        server_name=config.server_name or config.host, verify_mode=verify_mode,
+        server_name=config.server_name or config.host,
+        verify_mode=ssl.CERT_REQUIRED if tls.verify else ssl.CERT_NONE,
     )
-    if verify_mode != ssl.CERT_NONE:
-        context_cas = (config.tls_context.get_ca_certs(binary_form=True)
-                       if config.tls_context is not None else [])
-        if config.ca_file or config.ca_data or context_cas:
-            pem = "".join(ssl.DER_cert_to_PEM_cert(der) for der in context_cas)
-            configuration.load_verify_locations(
-                cafile=config.ca_file, cadata=((config.ca_data or "") + pem).encode() or None)
+    if tls.verify:
+        if tls.ca_pem is not None:
+            configuration.load_verify_locations(cadata=tls.ca_pem.encode("ascii"))
         else:
             _use_system_trust_store(configuration)
-    if config.certfile:
-        configuration.load_cert_chain(config.certfile, config.keyfile, config.key_password)
+    if tls.certificate is not None:
+        configuration.certificate = tls.certificate
+        configuration.certificate_chain = list(tls.chain)
+        configuration.private_key = tls.private_key
     return configuration
 
 
@@ -740,6 +742,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
 
 async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
                        properties: dict[str, Any] | None = None,
+                       tls: TLSMaterial | None = None,
                        session_ticket: SessionTicket | None = None,
                        ticket_handler: Callable[[SessionTicket, float | None], None]
                        | None = None,
@@ -751,9 +754,11 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
 
     Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
-    else (timeout, TLS verification, network), within ``config.connect_timeout``.
+    else (timeout, TLS verification, network), within ``config.connect_timeout``;
+    TLSFileError for a TLS file that cannot be used, before any packet (``tls``: the
+    files already read by the caller).
     """
-    configuration = quic_configuration(config)
+    configuration = quic_configuration(config, tls)
     configuration.session_ticket = session_ticket
     if initial_rtt is not None:
         # The path's RTT from the last connection: a lost Initial is sent again after

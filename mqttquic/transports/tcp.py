@@ -26,10 +26,18 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .._aio import quick_ack
+from .._tls import load_tls_material
 from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
 from ..config import ConnectionConfig, TransportType
 from ..enums import PacketType
-from ..errors import ConnectError, ConnectionRefused, MalformedPacket, MQTTQUICError, PublishFailed
+from ..errors import (
+    ConnectError,
+    ConnectionRefused,
+    MalformedPacket,
+    MQTTQUICError,
+    PublishFailed,
+    TLSFileError,
+)
 from ..message import Message
 from ..policy import v311_return_code
 from ..reason_codes import reason_code_name
@@ -56,24 +64,31 @@ class _NamedContext(ssl.SSLContext):
 
 def tls_context(config: ConnectionConfig) -> ssl.SSLContext:
     """The SSLContext of the TCP+TLS connection: ``config.tls_context`` as it is, or one
-    made from the config (CA file and data, client certificate, minimum version)."""
+    made from the config (CA file and data, client certificate, minimum version).
+
+    The files are read and checked first (``load_tls_material``): a bad one is a
+    TLSFileError that names it, before any packet."""
     if config.tls_context is not None:
         return config.tls_context
+    tls = load_tls_material(config)
     context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
     context.server_name = config.server_name
     if config.tls_version == "1.3":
         context.minimum_version = ssl.TLSVersion.TLSv1_3
     else:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.insecure:
+    if not tls.verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    elif config.ca_file or config.ca_data:
-        context.load_verify_locations(cafile=config.ca_file, cadata=config.ca_data)
+    elif tls.ca_pem is not None:
+        context.load_verify_locations(cadata=tls.ca_pem)
     else:
         context.load_default_certs()
     if config.certfile:
-        context.load_cert_chain(config.certfile, config.keyfile, config.key_password)
+        try:
+            context.load_cert_chain(config.certfile, config.keyfile, config.key_password)
+        except (OSError, ssl.SSLError) as exc:  # changed since it was checked, or OpenSSL differs
+            raise TLSFileError("certfile", config.certfile, str(exc)) from None
     return context
 
 
