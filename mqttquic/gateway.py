@@ -20,6 +20,7 @@ single-use session tickets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -93,6 +94,13 @@ class GatewayConfig:
     # gateway tell the clients of its previous life at their next packet that their
     # connection is gone. None: a new random key per start.
     stateless_reset_key: bytes | None = None
+
+
+def server_unavailable(connect: Connect) -> bytes:
+    """The CONNACK refusing ``connect`` because the broker behind cannot be reached:
+    "Server unavailable" (3 in MQTT 3.1.1, 0x88 in MQTT 5)."""
+    version = connect.protocol_version
+    return encode(Connack(False, 0x88 if version == 5 else 3), version)
 
 
 class _TicketStore:
@@ -420,7 +428,14 @@ class _GatewayConnection(ProbeCarriesData):
             reader, writer = await self._open_upstream()
         except (TimeoutError, OSError) as exc:
             logger.error("upstream broker unreachable for %s: %s", self.peer, exc)
-            self.close(error_code=ERROR_UPSTREAM, reason_phrase="upstream broker unreachable")
+            # What a broker that cannot serve says, and what the TLS listener says too: a
+            # CONNACK "Server unavailable", then the end of the connection.
+            assert self.connect_packet is not None
+            self.send(CONTROL_STREAM, server_unavailable(self.connect_packet), end_stream=True)
+            self._fail_connected("upstream broker unreachable")
+            await asyncio.sleep(0.5)
+            if not self._finished:
+                self.close(error_code=ERROR_UPSTREAM, reason_phrase="upstream broker unreachable")
             return
         relay.attach(writer)
         try:
@@ -652,6 +667,20 @@ class Gateway:
             self._tmpdir = None
         logger.info("gateway stopped")
 
+    async def _refuse_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer a TLS client's CONNECT with "Server unavailable", as the QUIC listener
+        does, instead of closing without a word (paho: "Unspecified error")."""
+        try:
+            raw = await asyncio.wait_for(read_packet(reader, self.config.max_packet_size),
+                                         self.config.connect_timeout)
+            connect = decode_packet(raw)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, MalformedPacket):
+            return
+        if isinstance(connect, Connect):
+            writer.write(server_unavailable(connect))
+            with contextlib.suppress(ConnectionError):
+                await asyncio.wait_for(writer.drain(), self.config.upstream_timeout)
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -664,8 +693,11 @@ class Gateway:
                 self.config.upstream_timeout)
         except (TimeoutError, OSError) as exc:
             logger.error("upstream broker unreachable for TLS client %s: %s", peer, exc)
-            writer.close()
-            self._tcp_tasks.discard(task)
+            try:
+                await self._refuse_tcp(reader, writer)
+            finally:
+                writer.close()
+                self._tcp_tasks.discard(task)
             return
         logger.info("TLS TCP client %s relayed upstream", peer)
 
