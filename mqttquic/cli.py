@@ -39,6 +39,8 @@ async def _gateway(args: argparse.Namespace) -> int:
     config = GatewayConfig(upstream_host=up_host, upstream_port=up_port, quic_host=quic_host,
                            quic_port=quic_port, tcp_host=tcp_host or "127.0.0.1",
                            tcp_port=tcp_port, cert_file=args.cert, key_file=args.key,
+                           identity_dir=None if args.identity_dir == "off"
+                           else os.path.expanduser(args.identity_dir),
                            max_data_streams=args.max_streams,
                            max_packet_size=args.max_packet_size,
                            connect_timeout=args.connect_timeout,
@@ -54,9 +56,13 @@ async def _gateway(args: argparse.Namespace) -> int:
             print(f"MQTT over QUIC on udp/{quic_host}:{gateway.quic_port} -> {up_host}:{up_port}")
         if gateway.tcp_port:
             print(f"MQTT over TLS on tcp/{tcp_host}:{gateway.tcp_port} -> {up_host}:{up_port}")
-        if gateway.ca_file:
-            print(f"generated a throwaway certificate; clients verify it with --ca-file"
-                  f" {gateway.ca_file} --server-name localhost")
+        if gateway.ca_file and config.identity_dir is not None:
+            print(f"clients trust this gateway with: --cafile {gateway.ca_file}"
+                  " (its certificate names localhost, this host and the loopback addresses;"
+                  " kept across restarts)")
+        elif gateway.ca_file:
+            print(f"a throwaway certificate, new at every start; clients trust it with:"
+                  f" --cafile {gateway.ca_file} --server-name localhost")
         print("Ctrl-C stops", flush=True)
         await stop.wait()
     return 0
@@ -105,7 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway.add_argument("--upstream", default="127.0.0.1:1883", help="TCP broker, host:port")
     gateway.add_argument("--quic", default="127.0.0.1:14567", help="QUIC listen address, or off")
     gateway.add_argument("--tcp", default="127.0.0.1:8884", help="TLS TCP listen address, or off")
-    gateway.add_argument("--cert", help="certificate (PEM); default: a generated one")
+    gateway.add_argument("--cert", help="certificate (PEM); default: a generated one, kept in"
+                         " --identity-dir")
+    gateway.add_argument("--identity-dir", default="~/.local/state/mqttquic",
+                         help="where the generated certificate is kept and reused across"
+                              " restarts ('off': a throwaway one per start)")
     gateway.add_argument("--key", help="private key (PEM)")
     gateway.add_argument("--max-streams", type=int, default=9, help="data streams per connection")
     gateway.add_argument("--max-packet-size", type=int, default=1024 * 1024,

@@ -46,7 +46,7 @@ from ._aio import quick_ack, read_packet
 from ._framing import Framer
 from ._handshake_probe import ProbeCarriesData
 from ._resets import StatelessResets
-from .certs import generate_certificates
+from .certs import generate_certificates, kept_identity
 from .codec import Connack, Connect, StreamDecoder, decode_packet, encode
 from .errors import MalformedPacket, PacketTooLarge
 
@@ -76,8 +76,12 @@ class GatewayConfig:
     quic_port: int | None = 14567  # None: no QUIC listener
     tcp_host: str = "127.0.0.1"
     tcp_port: int | None = 8884  # None: no TLS TCP listener
-    cert_file: str | None = None  # None: a throwaway self-signed certificate
+    cert_file: str | None = None  # None: a generated certificate (see identity_dir)
     key_file: str | None = None
+    # Without cert_file: the folder where the generated certificate is kept and reused
+    # across restarts (certs.kept_identity), so clients that trust its CA keep doing so.
+    # None: a throwaway certificate per start (tests, the demo).
+    identity_dir: str | None = None
     max_data_streams: int = 9  # open at once per connection; EMQX allows 10 streams in all
     max_buffer: int = 4 * 1024 * 1024  # per stream, either direction
     # What one connection may hold in stream buffers in all (before and after CONNACK).
@@ -550,7 +554,7 @@ class Gateway:
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
         self.quic_port = 0
         self.tcp_port = 0
-        self.ca_file: str | None = None  # the CA of the generated certificate, if any
+        self.ca_file: str | None = None  # the CA of the generated (or kept) certificate
         self._cert: tuple[str, str] = ("", "")
         self.quic_connections = 0  # accepted since start
         self.tcp_connections = 0
@@ -568,6 +572,12 @@ class Gateway:
     def _certificate(self) -> tuple[str, str]:
         if self.config.cert_file and self.config.key_file:
             return self.config.cert_file, self.config.key_file
+        if self.config.identity_dir is not None:
+            kept = kept_identity(self.config.identity_dir)
+            self.ca_file = str(kept.ca_file)
+            logger.info("gateway certificate %s; clients trust its CA %s", kept.cert_file,
+                        self.ca_file)
+            return str(kept.cert_file), str(kept.key_file)
         self._tmpdir = tempfile.TemporaryDirectory(prefix="mqttquic-gateway-")
         files = generate_certificates(self._tmpdir.name)
         self.ca_file = str(files.ca_file)

@@ -29,11 +29,12 @@ import datetime
 import json
 import logging
 import os
-import stat
 import tempfile
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ._files import why_untrusted
 
 if TYPE_CHECKING:
     from aioquic.tls import SessionTicket
@@ -100,7 +101,7 @@ class TicketStore:
     def _read(self) -> dict[str, Any]:
         try:
             with open(self.path, "rb") as handle:
-                problem = _untrusted(os.fstat(handle.fileno()))
+                problem = why_untrusted(os.fstat(handle.fileno()))
                 if problem:
                     _warn_once("session ticket file %s ignored: %s: full handshake", self.path, problem)
                     return {}
@@ -212,19 +213,6 @@ class TicketStore:
                 raise
         except OSError as exc:
             logger.warning("cannot write session ticket file %s: %s", self.path, exc)
-
-
-
-def _untrusted(status: os.stat_result) -> str:
-    """Why a ticket file with this status must not be trusted, or ""."""
-    if not stat.S_ISREG(status.st_mode):
-        return "is not a regular file"
-    getuid = getattr(os, "getuid", None)
-    if getuid is not None and status.st_uid != getuid():
-        return f"is owned by uid {status.st_uid}, not by this user"
-    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"is writable by others (mode {stat.S_IMODE(status.st_mode):04o})"
-    return ""
 
 
 _warned: set[str] = set()

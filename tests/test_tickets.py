@@ -113,7 +113,7 @@ def test_a_file_others_may_write_is_ignored_with_one_warning(
 def test_a_file_owned_by_someone_else_or_not_a_file_is_untrusted(tmp_path: Path) -> None:
     import os
 
-    from mqttquic.tickets import _untrusted
+    from mqttquic._files import why_untrusted as _untrusted
 
     mine = os.stat(tmp_path)
     assert _untrusted(mine) == "is not a regular file"
