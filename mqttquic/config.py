@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ._tls import load_tls_material
 from .codec import Will
+from .errors import TLSFileError
 
 __all__ = ["TransportType", "ConnectionConfig", "ConnectionStats"]
 
@@ -134,7 +136,8 @@ class ConnectionConfig:
         credential bundle IoT platforms ship as ``mqtt-quic-config.json``.
 
         Relative file paths are resolved against the file's folder; an unknown key is a
-        ValueError that names it."""
+        ValueError that names it. The TLS files it names are read: one that cannot be
+        used is a TLSFileError (a ConnectError) that names it and this file."""
         source = Path(path)
         try:
             data = json.loads(source.read_text(encoding="utf-8"))
@@ -158,7 +161,12 @@ class ConnectionConfig:
             value = settings.get(key)
             if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
                 settings[key] = str(folder / value)
-        return cls(**settings)
+        config = cls(**settings)
+        try:  # the TLS files it names: a bad one is found now, not at the first connect
+            load_tls_material(config)
+        except TLSFileError as exc:
+            raise TLSFileError(exc.setting, exc.path, f"{exc.cause} (set in {source})") from None
+        return config
 
 
 # Fields that are Python objects, not JSON: no config file sets them.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
+from mqttquic.certs import CertificateFiles
 from mqttquic.config import ConnectionConfig
+from mqttquic.errors import ConnectError, TLSFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,17 +39,31 @@ def test_invalid_values(bad: dict[str, object]) -> None:
         ConnectionConfig(**bad)  # type: ignore[arg-type]
 
 
-def test_example_file_lists_every_field_and_loads() -> None:
-    path = ROOT / "examples" / "mqtt-quic-config.example.json"
-    data = json.loads(path.read_text())
+def test_example_file_lists_every_field_and_loads(certs: CertificateFiles, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "mqtt-quic-config.example.json"
+    data = json.loads(example.read_text())
     names = {f.name for f in dataclasses.fields(ConnectionConfig)} - {"tls_context"}
     assert set(data) - {"$comment"} == names
+    # As a user copies it: beside the CA file it names.
+    path = tmp_path / example.name
+    path.write_text(example.read_text())
+    shutil.copy(certs.ca_file, tmp_path / "ca-chain.pem")
     config = ConnectionConfig.from_file(path)
     assert config.device_id == "sensor-7"
     assert config.will is not None
     assert (config.will.topic, config.will.payload, config.will.qos, config.will.retain) == (
         "devices/sensor-7/status", b"offline", 1, True)
-    assert config.ca_file == str(ROOT / "examples" / "ca-chain.pem")  # relative to the file
+    assert config.ca_file == str(tmp_path / "ca-chain.pem")  # relative to the file
+
+
+def test_a_tls_file_that_cannot_be_used_is_named_with_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"host": "h", "ca_file": "missing.pem"}))
+    with pytest.raises(TLSFileError) as caught:
+        ConnectionConfig.from_file(path)
+    assert str(caught.value) == (f"ca_file {tmp_path / 'missing.pem'}: No such file or directory"
+                                 f" (set in {path})")
+    assert isinstance(caught.value, ConnectError) and caught.value.setting == "ca_file"
 
 
 def test_readme_documents_every_field() -> None:
@@ -55,7 +72,7 @@ def test_readme_documents_every_field() -> None:
         assert f"`{field.name}`" in readme, field.name
 
 
-def test_platform_bundle_shape(tmp_path: Path) -> None:
+def test_platform_bundle_shape(certs: CertificateFiles, tmp_path: Path) -> None:
     (tmp_path / "certs").mkdir()
     bundle = {
         "host": "mqtt.platform.example", "port": 14567, "transport": "quic",
@@ -66,6 +83,7 @@ def test_platform_bundle_shape(tmp_path: Path) -> None:
     }
     path = tmp_path / "mqtt-quic-config.json"
     path.write_text(json.dumps(bundle))
+    shutil.copy(certs.ca_file, tmp_path / "certs" / "ca-chain.pem")
     config = ConnectionConfig.from_file(path)
     assert (config.host, config.quic_port, config.transport) == ("mqtt.platform.example", 14567,
                                                                  "auto")
