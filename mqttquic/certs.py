@@ -44,9 +44,11 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def generate_certificates(directory: str | os.PathLike[str],
                           names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1"),
                           days: int = 30, prefix: str = "",
-                          start: datetime.datetime | None = None) -> CertificateFiles:
+                          start: datetime.datetime | None = None,
+                          client_auth: bool = False) -> CertificateFiles:
     """Write ``{prefix}ca.pem``, ``{prefix}server.pem`` and ``{prefix}server.key``, valid
-    for ``days`` from ``start`` (default: five minutes ago)."""
+    for ``days`` from ``start`` (default: five minutes ago). ``client_auth``: the
+    certificate may also serve as a client certificate (mutual TLS)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -91,7 +93,9 @@ def generate_certificates(directory: str | os.PathLike[str],
         .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(
+            [ExtendedKeyUsageOID.SERVER_AUTH,
+             *([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])]), critical=False)
         # Python 3.13's default SSLContext verifies strictly (VERIFY_X509_STRICT): it wants
         # the key identifiers that link a certificate to its issuer.
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
