@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -24,17 +25,19 @@ import pytest
 from aioquic.quic.events import QuicEvent, StreamDataReceived
 from cryptography.hazmat.primitives import serialization
 
+from mqttquic._files import why_untrusted
 from mqttquic._tls import load_tls_material
 from mqttquic.brokers import free_port
 from mqttquic.certs import CertificateFiles, generate_certificates, kept_identity
 from mqttquic.client import Client
 from mqttquic.config import ConnectionConfig
-from mqttquic.errors import ConnectError, TLSFileError
+from mqttquic.errors import ConnectError, ConnectionRefused, TLSFileError
 from mqttquic.gateway import Gateway, GatewayConfig, _GatewayConnection, _TicketStore
-from mqttquic.tickets import TicketStore
+from mqttquic.tickets import MAX_FILE_SIZE, TicketStore
 
 from .brokers import Mosquitto, start_child
 from .conftest import USERS, client_config, gateway_config
+from .test_recovery import UdpLink, _until
 from .test_tickets import make_ticket
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
@@ -352,3 +355,250 @@ def test_the_cli_gateway_prints_the_certificate_to_trust(mosquitto: Mosquitto, t
             gateway.wait(10)
     assert outputs[0] == outputs[1]
     assert f"--cafile {tmp_path / 'gateway-ca.pem'}" in outputs[0]
+
+
+# --- 4. the same refusal on both listeners -------------------------------------------------
+
+@pytest.mark.parametrize("version", [4, 5])
+async def test_with_the_broker_down_both_listeners_answer_server_unavailable(
+        certs: CertificateFiles, version: int) -> None:
+    config = GatewayConfig(upstream_port=free_port(), quic_port=0, tcp_port=0,
+                           cert_file=str(certs.cert_file), key_file=str(certs.key_file))
+    async with Gateway(config) as gateway:
+        for transport in ("quic", "tcp"):
+            with pytest.raises(ConnectionRefused) as caught:
+                await Client(client_config(gateway, certs, transport=transport,
+                                           protocol_version=version)).connect()
+            assert caught.value.reason_name == "Server unavailable"
+            assert caught.value.reason_code == (0x88 if version == 5 else 3)
+
+
+# --- 5. the rest of the threat model --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def expired(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
+    """A CA and a server certificate that expired ten days ago."""
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=40)
+    return generate_certificates(tmp_path_factory.mktemp("expired"), days=30, start=start)
+
+
+@TRANSPORTS
+async def test_the_server_certificate_is_verified(
+        gateway: Gateway, mosquitto: Mosquitto, certs: CertificateFiles, other_ca: CertificateFiles,
+        expired: CertificateFiles, transport: str) -> None:
+    # The name, the issuer and the dates, on each transport alone (no fallback to hide one).
+    cases = [({"server_name": "wrong.example"}, "(?i)hostname|name|mismatch"),
+             ({"ca_file": str(other_ca.ca_file)}, "(?i)certificate")]
+    for settings, pattern in cases:
+        with pytest.raises(ConnectError, match=pattern):
+            await Client(client_config(gateway, certs, transport=transport, **settings)).connect()
+    async with Gateway(gateway_config(mosquitto, expired)) as stale:
+        with pytest.raises(ConnectError, match="(?i)expired|no longer valid"):
+            await Client(client_config(stale, expired, transport=transport)).connect()
+
+
+class _TLS12Relay:
+    """A TLS 1.2-only server in front of mosquitto, as an old broker or proxy is."""
+
+    def __init__(self, certs: CertificateFiles, upstream_port: int) -> None:
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(certs.cert_file, certs.key_file)
+        self.context.maximum_version = ssl.TLSVersion.TLSv1_2
+        self.upstream_port = upstream_port
+        self.tcp_port = 0
+        self.quic_port = 9  # unused: these clients speak TCP+TLS only
+
+    async def __aenter__(self) -> _TLS12Relay:
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                except ConnectionError:
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=self.context)
+        self.tcp_port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+async def test_the_tls_version_floor(mosquitto: Mosquitto, certs: CertificateFiles) -> None:
+    async with _TLS12Relay(certs, mosquitto.port) as old:
+        # The default floor, TLS 1.2, reaches it; a floor of 1.3 refuses it.
+        async with Client(client_config(old, certs, transport="tcp")) as client:
+            await client.publish("t/tls12", b"x", qos=1)
+        with pytest.raises(ConnectError, match="(?i)version|protocol"):
+            await Client(client_config(old, certs, transport="tcp", tls_version="1.3")).connect()
+    # QUIC is TLS 1.3 by definition (RFC 9001): there is no older version to fall to.
+
+
+async def test_client_certificates_on_a_broker_that_demands_them(
+        certs: CertificateFiles, other_ca: CertificateFiles, tmp_path: Path) -> None:
+    clients = generate_certificates(tmp_path / "clients", prefix="client-", client_auth=True)
+    broker = Mosquitto(tmp_path / "broker", tls=(certs.cert_file, certs.key_file),
+                       extra=[f"cafile {clients.ca_file}", "require_certificate true"]).start()
+    try:
+        target = type("Broker", (), {"tcp_port": broker.tls_port, "quic_port": 9})()
+        async with Client(client_config(target, certs, transport="tcp",
+                                        certfile=str(clients.cert_file),
+                                        keyfile=str(clients.key_file))) as client:
+            await client.publish("t/mtls", b"x", qos=1)
+        # No certificate, or one from a CA the broker does not know: refused in TLS.
+        for settings in ({}, {"certfile": str(other_ca.cert_file),
+                              "keyfile": str(other_ca.key_file)}):
+            with pytest.raises(ConnectError):
+                await Client(client_config(target, certs, transport="tcp", connect_timeout=3.0,
+                                           **settings)).connect()
+    finally:
+        broker.stop()
+
+
+class _Capture(UdpLink):
+    """A UDP relay that keeps a copy of every datagram the client sends."""
+
+    def __init__(self, target_port: int) -> None:
+        super().__init__(target_port)
+        self.captured: list[bytes] = []
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.captured.append(data)
+        super().datagram_received(data, addr)
+
+
+async def _replay(datagrams: list[bytes], port: int) -> None:
+    """Send a captured flight again, from another socket, as an attacker on the path can."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                       remote_addr=("127.0.0.1", port))
+    try:
+        for datagram in datagrams:
+            transport.sendto(datagram)
+        await asyncio.sleep(0.5)  # the server's answers to it go nowhere
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize("single_use", [True, False], ids=["gateway", "ticket-reusing-server"])
+async def test_a_replayed_0rtt_flight_is_refused(mosquitto_auth: Mosquitto, certs: CertificateFiles,
+                                                tmp_path: Path, single_use: bool) -> None:
+    async with RecordingGateway(gateway_config(mosquitto_auth, certs),
+                                reusable_tickets=not single_use) as server:
+        settings = dict(transport="quic", session_ticket_file=str(tmp_path / "tickets"),
+                        username="device", password=USERS["device"])
+        link = _Capture(server.quic_port)
+        through = type("Link", (), {"quic_port": await link.start(), "tcp_port": server.tcp_port})()
+        try:
+            async with Client(client_config(through, certs, **settings)):
+                pass  # a ticket for the next connection
+            link.captured.clear()
+            async with Client(client_config(through, certs, **settings)) as client:
+                assert client.get_stats()["zero_rtt_used"]  # CONNECT went out as 0-RTT data
+        finally:
+            link.close()
+        server.heard.clear()
+        upstream, connections = server.upstream_connections, server.quic_connections
+        await _replay(link.captured, server.quic_port)
+        await _until(lambda: server.quic_connections > connections, 5.0)  # it was read
+        if single_use:
+            # The ticket was used: no 0-RTT data is taken, no CONNECT reaches the broker.
+            assert server.heard == [] and server.upstream_connections == upstream
+        else:
+            # What single-use tickets prevent: a server that takes a ticket twice takes the
+            # replayed CONNECT again (this also shows that the replay above was real).
+            await _until(lambda: server.upstream_connections > upstream, 5.0)
+            assert server.heard_from(USERS["device"].encode())
+
+
+def _password_free_logs(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
+    text = "\n".join(f"{record.name} {record.getMessage()} {record.exc_text or ''}"
+                     for record in caplog.records)
+    assert caplog.records  # DEBUG logging was on and said things
+    for secret in secrets:
+        assert secret not in text
+
+
+@TRANSPORTS
+async def test_passwords_never_reach_the_logs_even_at_debug(
+        auth_gateway: Gateway, certs: CertificateFiles, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture, transport: str) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger: ours, aioquic's, asyncio's
+    right, wrong, key_password = USERS["device"], _secret(), _secret()
+    settings = dict(transport=transport, username="device")
+    async with Client(client_config(auth_gateway, certs, password=right, **settings)) as client:
+        await client.publish("t/logs", b"x", qos=1)
+    with pytest.raises(ConnectionRefused) as refused:
+        await Client(client_config(auth_gateway, certs, password=wrong, **settings)).connect()
+    encrypted = _encrypted_key(certs, tmp_path, b"right-password")
+    with pytest.raises(TLSFileError) as bad_key:
+        await Client(client_config(auth_gateway, certs, password=right, certfile=str(certs.cert_file),
+                                   keyfile=str(encrypted), key_password=key_password,
+                                   **settings)).connect()
+    _password_free_logs(caplog, right, wrong, key_password)
+    for exc in (refused.value, bad_key.value):
+        assert not {right, wrong, key_password} & set(str(exc).split())
+    assert key_password not in repr(ConnectionConfig(key_password=key_password, password=right))
+    assert right not in repr(ConnectionConfig(key_password=key_password, password=right))
+
+
+async def test_the_ticket_file_is_private(gateway: Gateway, certs: CertificateFiles,
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "tickets"
+    async with Client(client_config(gateway, certs, transport="quic", session_ticket_file=str(path))):
+        pass
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert "ticket" in json.loads(path.read_text())["tickets"].popitem()[1]  # fields, no pickle
+
+
+
+# --- the ticket file's owner and mode --------------------------------------------------------
+
+def test_a_file_others_may_write_is_ignored_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A planted ticket would let a server whose certificate the client refuses receive its
+    # CONNECT and password: TLS 1.3 resumption authenticates by the ticket's secret.
+    path = tmp_path / "t"
+    store = TicketStore(path)
+    store.save("h:1:localhost", make_ticket())
+    path.chmod(0o666)
+    with caplog.at_level(logging.WARNING, logger="mqttquic.tickets"):
+        assert store.load("h:1:localhost") is None
+        assert store.take("h:1:localhost") is None
+    assert caplog.text.count("writable by others (mode 0666)") == 1
+    # Saving replaces it with a file of ours, mode 0600, which is trusted again.
+    store.save("h:1:localhost", make_ticket())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store.load("h:1:localhost") is not None
+
+
+def test_a_file_owned_by_someone_else_or_not_a_file_iswhy_untrusted(tmp_path: Path) -> None:
+    mine = os.stat(tmp_path)
+    assert why_untrusted(mine) == "is not a regular file"
+    (tmp_path / "f").write_text("{}")
+    (tmp_path / "f").chmod(0o600)
+    status = os.stat(tmp_path / "f")
+    assert why_untrusted(status) == ""
+    fields = list(status)
+    fields[4] = status.st_uid + 1  # st_uid
+    assert why_untrusted(os.stat_result(fields)).startswith(f"is owned by uid {status.st_uid + 1}")
+    # A private key must not be readable by others either.
+    (tmp_path / "f").chmod(0o644)
+    assert why_untrusted(os.stat(tmp_path / "f"), secret=True) == "is readable by others (mode 0644)"
+
+
+def test_an_oversized_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "t"
+    path.write_bytes(b" " * (MAX_FILE_SIZE + 1))
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="mqttquic.tickets"):
+        assert TicketStore(path).load("h:1:localhost") is None
+    assert f"larger than {MAX_FILE_SIZE} bytes" in caplog.text

@@ -92,51 +92,6 @@ def test_a_ticket_is_offered_once(tmp_path: Path) -> None:
     assert store.load("h:2:localhost") is not None  # other servers' tickets stay
 
 
-def test_a_file_others_may_write_is_ignored_with_one_warning(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # A planted ticket would let a server whose certificate the client refuses receive its
-    # CONNECT and password: TLS 1.3 resumption authenticates by the ticket's secret.
-    path = tmp_path / "t"
-    store = TicketStore(path)
-    store.save("h:1:localhost", make_ticket())
-    path.chmod(0o666)
-    with caplog.at_level(logging.WARNING, logger="mqttquic.tickets"):
-        assert store.load("h:1:localhost") is None
-        assert store.take("h:1:localhost") is None
-    assert caplog.text.count("writable by others (mode 0666)") == 1
-    # Saving replaces it with a file of ours, mode 0600, which is trusted again.
-    store.save("h:1:localhost", make_ticket())
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert store.load("h:1:localhost") is not None
-
-
-def test_a_file_owned_by_someone_else_or_not_a_file_is_untrusted(tmp_path: Path) -> None:
-    import os
-
-    from mqttquic._files import why_untrusted as _untrusted
-
-    mine = os.stat(tmp_path)
-    assert _untrusted(mine) == "is not a regular file"
-    (tmp_path / "f").write_text("{}")
-    (tmp_path / "f").chmod(0o600)
-    status = os.stat(tmp_path / "f")
-    assert _untrusted(status) == ""
-    fields = list(status)
-    fields[4] = status.st_uid + 1  # st_uid
-    assert _untrusted(os.stat_result(fields)).startswith(f"is owned by uid {status.st_uid + 1}")
-
-
-def test_an_oversized_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from mqttquic.tickets import MAX_FILE_SIZE
-
-    path = tmp_path / "t"
-    path.write_bytes(b" " * (MAX_FILE_SIZE + 1))
-    path.chmod(0o600)
-    with caplog.at_level(logging.WARNING, logger="mqttquic.tickets"):
-        assert TicketStore(path).load("h:1:localhost") is None
-    assert f"larger than {MAX_FILE_SIZE} bytes" in caplog.text
-
-
 def test_the_paths_rtt_is_kept_with_the_ticket(tmp_path: Path) -> None:
     store = TicketStore(tmp_path / "t")
     ticket = make_ticket()
