@@ -13,6 +13,7 @@ Cython-compiled copy of ``_packets_py.py`` (``_packets_c.py``).
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,11 @@ def _failed(reason: object) -> None:
 class OptionalBuildExt(build_ext):
     """build_ext that reports failure instead of failing the install."""
 
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:  # the two extensions side by side, where there are 2 cores
+            self.parallel = min(2, os.cpu_count() or 1)
+
     def run(self) -> None:
         try:
             super().run()
@@ -91,7 +97,19 @@ class HonestBdistWheel(bdist_wheel):
         return super().get_tag()
 
 
+def _shipped_c(flags: dict) -> list | None:  # type: ignore[type-arg]
+    """The extensions from the C files an sdist ships, if they are all there."""
+    shipped = [HERE / "mqttquic" / f"{name}.c" for name in ("_packets_c", "_codec")]
+    if not all(path.exists() for path in shipped):
+        return None
+    return [Extension(f"mqttquic.{path.stem}", [str(path.relative_to(HERE))], **flags)
+            for path in shipped]
+
+
 def _extensions() -> list:  # type: ignore[type-arg]
+    """The codec's extensions: cythonized from the sources, else the C an sdist ships,
+    else none (the pure twin). Every failure on the way falls back, loudly; with
+    ``MQTTQUIC_REQUIRE_EXTENSION=1`` it is fatal instead."""
     if ENV.no_extensions():
         print("MQTTQUIC_NO_EXTENSIONS is set: building no extension, pure-Python codec only")
         return []
@@ -101,18 +119,24 @@ def _extensions() -> list:  # type: ignore[type-arg]
     try:
         from Cython.Build import cythonize
     except ImportError:
-        # An sdist ships the generated C: compile that (pip install --no-build-isolation,
-        # or an offline machine without Cython).
-        shipped = [HERE / "mqttquic" / f"{name}.c" for name in ("_packets_c", "_codec")]
-        if all(path.exists() for path in shipped):
+        # pip install --no-build-isolation, or an offline machine without Cython.
+        shipped = _shipped_c(flags)
+        if shipped is not None:
             print("Cython is not installed: compiling the C files shipped in the sdist")
-            return [Extension(f"mqttquic.{path.stem}", [str(path.relative_to(HERE))], **flags)
-                    for path in shipped]
+            return shipped
         _failed("Cython is not installed and there is no generated C to compile")
         return []
     extensions = [Extension("mqttquic._packets_c", ["mqttquic/_packets_c.py"], **flags),
                   Extension("mqttquic._codec", ["mqttquic/_codec.pyx"], **flags)]
-    return cythonize(extensions, compiler_directives={"language_level": "3"}, quiet=True)
+    try:
+        return list(cythonize(extensions, compiler_directives={"language_level": "3"}, quiet=True))
+    except Exception as exc:  # noqa: BLE001 - a Cython that cannot translate our sources
+        shipped = _shipped_c(flags)
+        if shipped is not None and not ENV.flag("MQTTQUIC_REQUIRE_EXTENSION"):
+            sys.stderr.write(f"Cython failed ({exc}): compiling the C files shipped in the sdist\n")
+            return shipped
+        _failed(f"Cython failed: {exc}")
+        return []
 
 
 setup(ext_modules=_extensions(),

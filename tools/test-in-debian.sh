@@ -6,7 +6,7 @@
 #
 # The chroot lives in CHROOTS (default /var/tmp/mqttquic-chroots/<release>) and is reused;
 # the committed tree (HEAD) is cloned into it fresh each run. Needs root, debootstrap, and
-# the network to deb.debian.org and PyPI. Nothing of the host's Python is used: the chroot
+# the network to the Debian archive and PyPI. Nothing of the host's Python is used: the chroot
 # has the release's own Python, gcc and mosquitto.
 set -euo pipefail
 release=${1:?usage: test-in-debian.sh RELEASE [make target]}
@@ -18,7 +18,7 @@ if [ ! -x "$root/usr/bin/python3" ]; then
   mkdir -p "$root"
   debootstrap --variant=minbase \
     --include=python3,python3-venv,python3-dev,gcc,make,mosquitto,git,ca-certificates \
-    "$release" "$root" http://deb.debian.org/debian
+    "$release" "$root"
 fi
 # The host's trust store and resolver: PyPI through whatever the host uses.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
