@@ -23,6 +23,7 @@ from .errors import (
     PublishFailed,
     StreamLimitReached,
     StreamRefused,
+    SubscribeFailed,
     TLSFileError,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ProtocolError", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
     "StreamRefused", "OfflineQueueFull", "PathDead", "TLSFileError",
+    "SubscribeFailed",
 ]
 
 

@@ -28,6 +28,7 @@ from .errors import (
     PublishFailed,
     StreamRefused,
 )
+from .limits import ServerLimits
 from .message import Message, payload_bytes
 from .policy import STREAM_FAILURE_SETTLE, PublishAttempts
 from .transports.base import Transport, connect_packet
@@ -246,6 +247,14 @@ class Client:
         transport = self._connector.transport
         return transport.session_present if transport is not None else False
 
+    @property
+    def server_limits(self) -> ServerLimits:
+        """What the broker's last CONNACK allows (MQTT 5: Maximum QoS, Retain Available,
+        Topic Alias Maximum, Server Keep Alive, ...; MQTT's defaults for 3.1.1). The
+        client never sends beyond it: such a publish or subscribe raises at once."""
+        transport = self._connector.transport
+        return transport.limits if transport is not None else ServerLimits()
+
     def connection_changes(self) -> AsyncIterator[ConnectionChange]:
         """Each change of the connection from now on, as :class:`ConnectionChange`::
 
@@ -289,8 +298,9 @@ class Client:
 
         Raises OperationTimeout (also a TimeoutError) when it is not done within
         ``timeout`` seconds (default ``config.operation_timeout``) from the call, offline
-        time included; PublishFailed when the broker refuses it, when it is larger than
-        the broker's Maximum Packet Size, or when it cut off ``max_publish_attempts``
+        time included; PublishFailed when the broker refuses it, when its CONNACK does not
+        allow it (above Maximum QoS, Retain not available, an invalid Topic Alias, larger
+        than Maximum Packet Size: raised before anything is sent), or when it cut off ``max_publish_attempts``
         connections (or streams) in a row: a publish the broker will not take."""
         data = payload_bytes(payload)
         await within(self._publish(topic, data, qos, retain, properties),
@@ -354,8 +364,11 @@ class Client:
         """Subscribe to a filter or a list of them (str, (filter, qos) or Subscription).
 
         Returns the granted QoS (or MQTT 5 reason code) of each, in order. Granted
-        subscriptions are restored after every reconnect. OperationTimeout when there
-        is no SUBACK within ``timeout`` (default ``config.operation_timeout``)."""
+        subscriptions are restored after a reconnect whose broker did not keep the session.
+        OperationTimeout when there is no SUBACK within ``timeout`` (default
+        ``config.operation_timeout``); SubscribeFailed, before anything is sent, for what
+        the broker's CONNACK says it does not support (wildcards, shared subscriptions,
+        subscription identifiers)."""
         subscriptions = _subscriptions(topic, qos)
 
         async def request() -> list[int]:

@@ -34,7 +34,9 @@ class ConnectionConfig:
     quic_port: int = 14567
     tcp_port: int = 8884
     device_id: str = ""
-    client_id: str = ""  # empty: the device_id; both empty: a random "mqttquic-..." id
+    # Empty: the device_id; both empty: the id an MQTT 5 broker assigns, or for MQTT 3.1.1
+    # a random "mqttquic-..." one.
+    client_id: str = ""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: str | None = None  # None: the system's trust store
@@ -65,6 +67,9 @@ class ConnectionConfig:
     # Times one publish may be cut off by a dying connection (or stream) before it is
     # given up as a publish the broker will not take (PublishFailed).
     max_publish_attempts: int = 3
+    # A publish above the broker's Maximum QoS (MQTT 5 CONNACK): False refuses it at once
+    # (PublishFailed 0x9B), True sends it at the broker's maximum and logs a warning.
+    downgrade_qos: bool = False
     # The Will: a codec.Will, or (in a file) {"topic", "payload", "qos", "retain",
     # "properties"} with the payload as publish() takes it (bytes, str, or JSON).
     will: Will | None = None
@@ -120,10 +125,14 @@ class ConnectionConfig:
 
     @property
     def effective_client_id(self) -> str:
+        """``client_id``, else ``device_id``. With neither: MQTT 5 sends an empty one and
+        keeps the id the broker assigns (CONNACK), MQTT 3.1.1 makes a random one."""
         if self.client_id:
             return self.client_id
         if self.device_id:
             return self.device_id
+        if self.protocol_version == 5:
+            return ""
         self.client_id = f"mqttquic-{uuid.uuid4().hex[:12]}"
         return self.client_id
 

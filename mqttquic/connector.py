@@ -307,6 +307,12 @@ class Connector:
         connect (the race included) to CONNACK; the transport's own time if None.
         ``moved``: a planned move from another transport, not a reconnect."""
         self.transport = transport
+        assigned = transport.limits.assigned_client_identifier
+        if assigned and not (self.config.client_id or self.config.device_id):
+            # MQTT 5 without a client id: the broker named this client; a persistent
+            # session is found again only under that name.
+            self.config.client_id = assigned
+            self.logger.info("the broker assigned the client id %r; reconnects use it", assigned)
         if self._carry is not None and transport.transport_type is not TransportType.QUIC:
             # The flows cannot continue over TCP: their publishes are sent again there.
             self._drop_carry(ConnectError("the session moved to TCP+TLS"))
@@ -394,6 +400,12 @@ class Connector:
     async def restore_subscriptions(self, transport: Transport) -> None:
         subscriptions = self._subscriptions()
         if not subscriptions:
+            return
+        if transport.session_present:
+            # The broker kept the session, and its subscriptions with it: subscribing again
+            # would only make it send every retained message once more.
+            self.logger.info("session present: the broker kept the %d subscriptions",
+                             len(subscriptions))
             return
         try:
             codes = await within(transport.subscribe(subscriptions),

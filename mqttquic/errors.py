@@ -21,6 +21,7 @@ __all__ = [
     "StreamLimitReached",
     "StreamRefused",
     "PublishFailed",
+    "SubscribeFailed",
     "OfflineQueueFull",
     "PathDead",
 ]
@@ -116,6 +117,19 @@ class PublishFailed(MQTTQUICError):
         self.reason = reason
         code = f" (0x{reason_code:02X})" if reason_code is not None else ""
         super().__init__(f"publish to {topic!r} failed: {reason}{code}")
+
+
+class SubscribeFailed(MQTTQUICError):
+    """A subscribe the broker does not support (its MQTT 5 CONNACK said so: wildcards,
+    shared subscriptions, subscription identifiers), refused before it is sent.
+
+    ``reason_code`` is the MQTT 5 reason code the broker would answer with."""
+
+    def __init__(self, topic_filter: str, reason_code: int, reason: str) -> None:
+        self.topic_filter = topic_filter
+        self.reason_code = reason_code
+        self.reason = reason
+        super().__init__(f"subscribe to {topic_filter!r} refused: {reason} (0x{reason_code:02X})")
 
 
 class PathDead(ConnectError):

@@ -38,6 +38,7 @@ from .codec import (
 )
 from .enums import PacketType
 from .errors import MalformedPacket, MQTTQUICError, PublishFailed
+from .limits import ServerLimits
 from .reason_codes import reason_code_name
 
 __all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds", "check_publish_size"]
@@ -94,7 +95,7 @@ class Session:
     """MQTT state for one connection: ids, in-flight tables, keepalive, events."""
 
     def __init__(self, connect: Connect, *, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
-                 ping_timeout: float | None = None) -> None:
+                 ping_timeout: float | None = None, downgrade_qos: bool = False) -> None:
         self.connect_packet = connect
         self.protocol_version = connect.protocol_version
         self.keepalive = float(connect.keepalive)
@@ -104,11 +105,12 @@ class Session:
         self.state = "new"  # new -> connecting -> connected -> closed
         self.session_present = False
         self.connack_properties: dict[str, Any] = {}
+        # What the broker's CONNACK allows; nothing beyond it is sent (MQTT-3.2.2-11).
+        self.limits = ServerLimits()
+        # A publish above the broker's Maximum QoS: sent at the maximum (True), or refused.
+        self.downgrade_qos = downgrade_qos
         # The broker's Receive Maximum: QoS 1/2 publishes in flight at once (MQTT 5).
         self.send_quota = 65535
-        # The broker's Maximum Packet Size (MQTT 5 CONNACK): larger publishes are refused
-        # here, before they reach a broker that would disconnect for them.
-        self.server_max_packet_size: int | None = None
         self._channels: dict[int, _Channel] = {}
         self._closed_channels: set[int] = set()
         self._waiting: deque[tuple[int, Publish]] = deque()
@@ -179,6 +181,7 @@ class Session:
         self._check_open()
         if qos not in (0, 1, 2):
             raise MalformedPacket(f"PUBLISH with QoS {qos!r} [MQTT-3.3.1-4]")
+        qos = self.limits.publish_qos(topic, qos, retain, properties, downgrade=self.downgrade_qos)
         if not qos:
             packet = Publish(topic, payload, 0, retain, False, None, properties)
             self._check_size(packet)
@@ -199,6 +202,7 @@ class Session:
     def subscribe(self, subscriptions: list[Subscription], *, channel: int = CONTROL,
                   properties: dict[str, Any] | None = None, now: float = 0.0) -> int:
         self._check_open()
+        self.limits.check_subscribe([s.topic_filter for s in subscriptions], properties)
         state = self._channel(channel)
         packet_id = state.allocate_id()
         state.requests[packet_id] = "subscribe"
@@ -269,7 +273,8 @@ class Session:
             raise SessionClosed("the session is closed")
 
     def _check_size(self, packet: Publish) -> None:
-        check_publish_size(packet, self.protocol_version, self.server_max_packet_size)
+        # Larger than the broker's Maximum Packet Size: refused here, not by a disconnect.
+        check_publish_size(packet, self.protocol_version, self.limits.maximum_packet_size)
 
     def _channel(self, channel: int) -> _Channel:
         state = self._channels.get(channel)
@@ -389,10 +394,10 @@ class Session:
         self.state = "connected"
         self.session_present = packet.session_present
         self.connack_properties = packet.properties
-        self.send_quota = packet.properties.get("receive_maximum", 65535)
-        self.server_max_packet_size = packet.properties.get("maximum_packet_size")
-        if "server_keep_alive" in packet.properties:
-            self.keepalive = float(packet.properties["server_keep_alive"])
+        self.limits = ServerLimits.from_connack(packet.properties)
+        self.send_quota = self.limits.receive_maximum
+        if self.limits.server_keep_alive is not None:
+            self.keepalive = float(self.limits.server_keep_alive)
         self._events.append(ev.Connected(packet.session_present, packet.properties))
         if self._adopted:
             self._resume_control_flows(packet.session_present, now)

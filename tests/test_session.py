@@ -24,7 +24,7 @@ from mqttquic.codec import (
     Subscription,
     Unsuback,
 )
-from mqttquic.errors import PublishFailed
+from mqttquic.errors import PublishFailed, SubscribeFailed
 from mqttquic.session import CONTROL, Session, SessionClosed
 
 DATA = 4  # a data stream's channel id
@@ -263,6 +263,54 @@ def test_publish_larger_than_the_brokers_maximum_packet_size_is_refused_before_s
     assert sent(session, 5) == [] and session.in_flight == 0
     assert session.publish("t", b"x" * 20, qos=0, channel=DATA) is None
     assert len(sent(session, 5)) == 1
+
+
+def test_nothing_beyond_what_the_connack_allows_is_sent() -> None:
+    # MQTT-3.2.2-11 and its neighbours: refused here, at once, with the reason code the
+    # broker would disconnect with; nothing reaches the wire and no packet id is used.
+    session = connected(5, maximum_qos=1, retain_available=0, topic_alias_maximum=2,
+                        wildcard_subscription_available=0, shared_subscription_available=0,
+                        subscription_identifier_available=0)
+    refusals: list[tuple[Any, int]] = [
+        (lambda: session.publish("t", b"x", qos=2, channel=DATA), 0x9B),
+        (lambda: session.publish("t", b"x", qos=0, retain=True, channel=DATA), 0x9A),
+        (lambda: session.publish("t", b"x", properties={"topic_alias": 3}, channel=DATA), 0x94),
+    ]
+    for call, code in refusals:
+        with pytest.raises(PublishFailed) as info:
+            call()
+        assert info.value.reason_code == code
+    subscribe_refusals: list[tuple[str, dict[str, Any] | None, int]] = [
+        ("a/+/c", None, 0xA2), ("a/#", None, 0xA2), ("$share/g/a", None, 0x9E),
+        ("a/b", {"subscription_identifier": 7}, 0xA1),
+    ]
+    for topic_filter, props, code in subscribe_refusals:
+        with pytest.raises(SubscribeFailed) as refused:
+            session.subscribe([Subscription(topic_filter)], channel=DATA, properties=props)
+        assert refused.value.reason_code == code
+    assert sent(session, 5) == [] and session.in_flight == 0
+    # What is allowed goes out: QoS 1, a valid alias, a plain filter.
+    session.publish("t", b"x", qos=1, properties={"topic_alias": 2}, channel=DATA)
+    session.subscribe([Subscription("a/b", 1)], channel=DATA)
+    assert [type(p).__name__ for _, p in sent(session, 5)] == ["Publish", "Subscribe"]
+
+
+def test_a_publish_above_maximum_qos_may_be_downgraded_when_asked() -> None:
+    session = Session(Connect("dev", protocol_version=5), downgrade_qos=True)
+    session.connect(now=0.0)
+    session.receive_data(CONTROL, codec.encode(Connack(False, 0, {"maximum_qos": 0}), 5), 0.1)
+    sent(session, 5)
+    assert session.publish("t", b"x", qos=2, channel=DATA) is None  # QoS 0: no packet id
+    [(_, packet)] = sent(session, 5)
+    assert packet.qos == 0
+
+
+def test_mqtt_311_and_a_connack_without_limits_allow_everything() -> None:
+    for session in (connected(4), connected(5)):
+        version = session.protocol_version
+        session.publish("t", b"x", qos=2, retain=True, channel=DATA)
+        session.subscribe([Subscription("$share/g/a/#", 2)], channel=DATA)
+        assert len(sent(session, version)) == 2
 
 
 def test_server_disconnect_v5() -> None:

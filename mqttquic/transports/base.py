@@ -9,6 +9,7 @@ from typing import Any
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..errors import PublishFailed, StreamRefused
+from ..limits import ServerLimits
 from ..message import Message
 
 # PublishFailed and StreamRefused live in errors; they are re-exported here, where they began.
@@ -17,6 +18,8 @@ __all__ = ["Transport", "PublishFailed", "StreamRefused", "connect_packet"]
 # QUIC application error code with which a server refuses a stream for good
 # (the gateway: more data streams than it allows).
 STREAM_LIMIT_ERROR = 0x101
+
+_NO_LIMITS = ServerLimits()
 
 
 def connect_packet(config: ConnectionConfig, will: Will | None = None,
@@ -47,6 +50,11 @@ class Transport(abc.ABC):
         self.session_present = False
         self.session_resumed = False
         self.zero_rtt_used = False
+
+    @property
+    def limits(self) -> ServerLimits:
+        """What the broker's CONNACK allows (MQTT's defaults for 3.1.1, or before it)."""
+        return _NO_LIMITS
 
     def attach(self, on_message: Callable[[Message], None],
                on_lost: Callable[[BaseException], None]) -> None:

@@ -51,6 +51,7 @@ from ..errors import (
     StreamLimitReached,
     StreamRefused,
 )
+from ..limits import ServerLimits
 from ..message import Message
 from ..reason_codes import reason_code_name
 from ..session import Session
@@ -217,7 +218,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
 
         ``adopt``: the session and waiting publishes of the previous connection of a
         persistent session (``carry_over()``); their flows continue after CONNACK."""
-        self.session = Session(connect, max_packet_size=self.config.max_packet_size)
+        self.session = Session(connect, max_packet_size=self.config.max_packet_size,
+                               downgrade_qos=self.config.downgrade_qos)
         self.control_stream = self._quic.get_next_available_stream_id()
         self._quic.send_stream_data(self.control_stream, b"")  # reserve the id now
         if adopt is not None:
@@ -323,6 +325,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
 
     # --- Transport interface ----------------------------------------------------------------
 
+    @property
+    def limits(self) -> ServerLimits:
+        return self.session.limits if self.session is not None else super().limits
+
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                       properties: dict[str, Any] | None = None) -> None:
         self._require_session()
@@ -338,6 +344,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     async def subscribe(self, subscriptions: list[Subscription],
                         properties: dict[str, Any] | None = None) -> list[int]:
         session = self._require_session()
+        # All filters first: one refused must not leave the others subscribed on their streams.
+        session.limits.check_subscribe([s.topic_filter for s in subscriptions], properties)
 
         def request(stream_id: int, indexes: list[int]) -> int:
             return session.subscribe([subscriptions[i] for i in indexes], channel=stream_id,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import socket
 import ssl
 import threading
@@ -38,8 +37,10 @@ from ..errors import (
     PublishFailed,
     TLSFileError,
 )
+from ..limits import ServerLimits
 from ..message import Message
 from ..policy import v311_return_code
+from ..properties import PROPERTIES
 from ..reason_codes import reason_code_name
 from ..session import check_publish_size
 from .base import Transport, connect_packet
@@ -110,16 +111,27 @@ def _paho(what: str, call: Callable[[], Any]) -> Any:
         raise ConnectError(f"{what} failed in paho-mqtt: {exc}") from exc
 
 
+def _paho_names() -> dict[str, str]:
+    """Our property names (``maximum_qos``) to paho's attributes (``MaximumQoS``), by the
+    identifier both tables carry: spelling them from each other gets some wrong."""
+    names = Properties(PacketTypes.CONNACK).names  # type: ignore[no-untyped-call]
+    return {PROPERTIES[identifier].name: name.replace(" ", "")
+            for name, identifier in names.items() if identifier in PROPERTIES}
+
+
+_PAHO_NAMES = _paho_names()
+_OUR_NAMES = {paho_name: ours for ours, paho_name in _PAHO_NAMES.items()}
+
+
 def _properties(packet_type: int, values: dict[str, Any] | None) -> Properties | None:
     """Our snake_case property dict as paho Properties."""
     if not values:
         return None
     props = Properties(packet_type)  # type: ignore[no-untyped-call]
     for name, value in values.items():
-        attribute = "".join(part.capitalize() for part in name.split("_"))
         if name == "user_property":
             value = list(value.items()) if isinstance(value, dict) else list(value)
-        setattr(props, attribute, value)
+        setattr(props, _PAHO_NAMES[name], value)
     return props
 
 
@@ -127,12 +139,8 @@ def _from_paho(props: Any) -> dict[str, Any]:
     """paho Properties as our snake_case property dict (the codec's shape)."""
     if props is None:
         return {}
-    out: dict[str, Any] = {}
-    for name in props.names:
-        attribute = name.replace(" ", "")
-        if hasattr(props, attribute):
-            out[re.sub(r"(?<!^)(?=[A-Z])", "_", attribute).lower()] = getattr(props, attribute)
-    return out
+    return {ours: getattr(props, attribute) for attribute, ours in _OUR_NAMES.items()
+            if hasattr(props, attribute)}
 
 
 class PahoTransport(Transport):
@@ -183,6 +191,7 @@ class PahoTransport(Transport):
         self._misc: asyncio.Task[None] | None = None
         self._connected = False
         self._closing = False
+        self._limits = ServerLimits()  # MQTT's defaults until the CONNACK says more
         self._bytes_sent = 0
         self._bytes_received = 0
         self._count_bytes()
@@ -336,13 +345,17 @@ class PahoTransport(Transport):
             version = config.protocol_version
             code = reason.value if version == 5 else v311_return_code(reason.value)
             raise ConnectionRefused(code, reason_code_name(code, PacketType.CONNACK, version))
-        self.server_max_packet_size: int | None = getattr(connack_properties,
-                                                          "MaximumPacketSize", None)
+        # What the broker allows (MQTT 5 CONNACK), checked before each packet as QUIC does.
+        self._limits = ServerLimits.from_connack(_from_paho(connack_properties))
         self._connected = True
         self.session_present = bool(getattr(flags, "session_present", False))
         self.connect_time = time.monotonic() - started
         self._misc = asyncio.ensure_future(self._misc_loop())
         logger.info("connected over TCP+TLS to %s in %.1f ms", where, self.connect_time * 1000)
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self._limits
 
     async def _misc_loop(self) -> None:
         # paho's keepalive and timeouts live in loop_misc(), called about once a second.
@@ -356,8 +369,9 @@ class PahoTransport(Transport):
             raise ConnectError("not connected")
         packet = Publish(topic, payload, qos, retain, False, 1 if qos else None, properties)
         _check(packet, self.config.protocol_version)
-        if self.server_max_packet_size is not None:
-            check_publish_size(packet, self.config.protocol_version, self.server_max_packet_size)
+        qos = self._limits.publish_qos(topic, qos, retain, properties,
+                                      downgrade=self.config.downgrade_qos)
+        check_publish_size(packet, self.config.protocol_version, self._limits.maximum_packet_size)
         info = _paho("publish", lambda: self._client.publish(
             topic, payload, qos, retain, _properties(PacketTypes.PUBLISH, properties)))
         code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
@@ -369,6 +383,7 @@ class PahoTransport(Transport):
         if not self._connected:
             raise ConnectError("not connected")
         _check(Subscribe(1, subscriptions, properties), self.config.protocol_version)
+        self._limits.check_subscribe([s.topic_filter for s in subscriptions], properties)
         if self.config.protocol_version == 5:
             topics: list[Any] = [(s.topic_filter, SubscribeOptions(
                 qos=s.qos, noLocal=s.no_local, retainAsPublished=s.retain_as_published,

@@ -1,0 +1,157 @@
+"""What the broker's CONNACK allows, and what a reconnect to a broker that kept the session
+must not repeat: against real mosquitto configured as a hardened broker (max_qos,
+retain_available, max_keepalive) and one that keeps sessions across a restart, over QUIC
+(through the gateway) and TCP+TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqttquic.certs import CertificateFiles
+from mqttquic.client import Client
+from mqttquic.errors import PublishFailed
+from mqttquic.gateway import Gateway
+from mqttquic.message import Message
+
+from .brokers import Mosquitto
+from .conftest import client_config, gateway_config
+from .test_quic import collect
+from .test_recovery import _until
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path_factory.mktemp("hardened"),
+                       extra=["max_qos 1", "retain_available false", "max_keepalive 30"]).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+async def hardened_gateway(hardened: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Gateway]:
+    async with Gateway(gateway_config(hardened, certs)) as gateway:
+        yield gateway
+
+
+@TRANSPORTS
+async def test_nothing_above_what_the_connack_allows_is_sent(
+        hardened_gateway: Gateway, certs: CertificateFiles, transport: str, topic_root: str) -> None:
+    config = client_config(hardened_gateway, certs, transport=transport, protocol_version=5,
+                           keepalive=120)
+    async with Client(config) as client:
+        limits = client.server_limits
+        assert (limits.maximum_qos, limits.retain_available, limits.server_keep_alive) == (1, False, 30)
+        # Refused at once, named, with the code the broker would disconnect with; the
+        # connection stays (the broker used to disconnect 0x9B three times).
+        with pytest.raises(PublishFailed, match="QoS 2 not supported: the broker's Maximum QoS is 1"
+                           ) as above:
+            await client.publish(f"{topic_root}/q2", b"x", qos=2)
+        assert above.value.reason_code == 0x9B
+        with pytest.raises(PublishFailed, match="Retain not supported") as retained:
+            await client.publish(f"{topic_root}/r", b"x", qos=1, retain=True)
+        assert retained.value.reason_code == 0x9A
+        await client.publish(f"{topic_root}/q1", b"x", qos=1)
+        assert client.is_connected and client.get_stats()["reconnect_count"] == 0
+        # The broker's Server Keep Alive replaces ours (its pings are what it expects).
+        transport_object: Any = client._transport
+        keepalive = (transport_object.session.keepalive if transport == "quic"
+                     else transport_object._client._keepalive)
+        assert keepalive == 30
+
+
+@TRANSPORTS
+async def test_a_publish_above_maximum_qos_is_downgraded_when_asked(
+        hardened_gateway: Gateway, certs: CertificateFiles, transport: str, topic_root: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    topic = f"{topic_root}/down"
+    async with Client(client_config(hardened_gateway, certs, transport=transport,
+                                    protocol_version=5)) as watcher:
+        await watcher.subscribe(topic, qos=1)
+        async with Client(client_config(hardened_gateway, certs, transport=transport,
+                                        protocol_version=5, downgrade_qos=True)) as client:
+            await client.publish(topic, b"reading", qos=2)
+        [message] = await collect(watcher.messages(), 1, timeout=5)
+    assert (message.payload, message.qos) == (b"reading", 1)
+    assert "QoS 2 sent as QoS 1, the broker's Maximum QoS" in caplog.text
+
+
+@pytest.fixture
+def persistent_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that keeps sessions and retained messages across its restart."""
+    broker = Mosquitto(tmp_path / "persistent", persistence=True).start()
+    yield broker
+    broker.stop()
+
+
+async def _restart(broker: Mosquitto, client: Client) -> None:
+    """Restart the broker; return once ``client`` is connected again."""
+    connects = client.get_stats()["reconnect_count"]
+    broker.stop()
+    broker.start()
+    await _until(lambda: client.get_stats()["reconnect_count"] > connects and client.is_connected,
+                 15.0)
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("version", [4, 5])
+async def test_retained_messages_do_not_come_back_when_the_broker_kept_the_session(
+        persistent_broker: Mosquitto, certs: CertificateFiles, transport: str, version: int,
+        topic_root: str) -> None:
+    topic = f"{topic_root}/state"
+    async with Gateway(gateway_config(persistent_broker, certs)) as gateway:
+        settings: dict[str, Any] = dict(transport=transport, protocol_version=version)
+        async with Client(client_config(gateway, certs, **settings)) as publisher:
+            await publisher.publish(topic, b"retained", qos=1, retain=True)
+        extra = {"session_expiry_interval": 300} if version == 5 else {}
+        subscriber = Client(client_config(gateway, certs, clean_start=False,
+                                          reconnect_min_delay=0.05, reconnect_max_delay=0.2,
+                                          client_id=f"keeper-{uuid.uuid4().hex[:8]}",
+                                          **settings, **extra))
+        async with subscriber:
+            got: list[Message] = []
+
+            async def gather() -> None:
+                async for message in subscriber.messages():
+                    got.append(message)
+
+            gatherer = asyncio.ensure_future(gather())
+            await subscriber.subscribe(topic, qos=1)
+            await _until(lambda: len(got) == 1, 5.0)
+            await _restart(persistent_broker, subscriber)
+            assert subscriber.session_present
+            async with Client(client_config(gateway, certs, **settings)) as publisher:
+                await publisher.publish(topic, b"fresh", qos=1)
+            await _until(lambda: len(got) >= 2, 10.0)
+            await asyncio.sleep(0.5)  # a repeated retained message would be here by now
+            gatherer.cancel()
+    assert [m.payload for m in got] == [b"retained", b"fresh"]
+
+
+@TRANSPORTS
+async def test_a_persistent_session_without_a_client_id_comes_back_under_the_assigned_one(
+        persistent_broker: Mosquitto, certs: CertificateFiles, transport: str,
+        topic_root: str) -> None:
+    topic = f"{topic_root}/assigned"
+    async with Gateway(gateway_config(persistent_broker, certs)) as gateway:
+        config = client_config(gateway, certs, transport=transport, protocol_version=5,
+                               device_id="", clean_start=False, session_expiry_interval=300,
+                               reconnect_min_delay=0.05, reconnect_max_delay=0.2)
+        async with Client(config) as client:
+            assigned = config.client_id
+            assert assigned and client.server_limits.assigned_client_identifier == assigned
+            await client.subscribe(topic, qos=1)
+            await _restart(persistent_broker, client)
+            # The same session: the broker knew the name, and the subscription is there.
+            assert client.session_present and config.client_id == assigned
+            async with Client(client_config(gateway, certs, transport=transport)) as publisher:
+                await publisher.publish(topic, b"still yours", qos=1)
+            [message] = await collect(client.messages(), 1, timeout=5)
+    assert message.payload == b"still yours"
