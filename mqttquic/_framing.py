@@ -16,15 +16,20 @@ __all__ = ["Framer"]
 class Framer:
     """Follows one direction of one stream, chunk by chunk.
 
-    ``feed(data)`` returns ``data`` without the packets of type ``drop`` (or ``data``
-    itself when there are none) and raises PacketTooLarge as soon as a fixed header
-    announces a packet above ``max_packet_size``."""
+    ``feed(data)`` returns ``data`` without the next ``owed`` packets of type ``drop``
+    (or ``data`` itself when none is taken out) and raises PacketTooLarge as soon as a
+    fixed header announces a packet above ``max_packet_size``. ``owed`` None: every
+    packet of type ``drop`` is taken out."""
 
-    __slots__ = ("max_packet_size", "drop", "_need", "_header", "_dropping", "dropped")
+    __slots__ = ("max_packet_size", "drop", "owed", "_need", "_header", "_dropping", "dropped")
 
-    def __init__(self, max_packet_size: int, drop: int | None = None) -> None:
+    def __init__(self, max_packet_size: int, drop: int | None = None,
+                 owed: int | None = None) -> None:
         self.max_packet_size = max_packet_size
         self.drop = drop  # a packet type (PINGRESP = 13) to take out of the stream
+        # How many more of them to take out (the answers to our own requests); the rest
+        # pass. None: all of them.
+        self.owed = owed
         self._need = 0  # body bytes of the current packet still to come
         self._header = bytearray()  # the fixed header read so far
         self._dropping = False  # the current packet is one to take out
@@ -65,11 +70,14 @@ class Framer:
             if size > self.max_packet_size:
                 raise PacketTooLarge(f"packet of {size} bytes exceeds the maximum of"
                                      f" {self.max_packet_size}")
-            dropping = self.drop is not None and header[0] >> 4 == self.drop
+            dropping = (self.drop is not None and header[0] >> 4 == self.drop
+                        and (self.owed is None or self.owed > 0))
             header.clear()
             if not dropping:
                 self._need = length
                 continue
+            if self.owed is not None:
+                self.owed -= 1
             # Take it out. (A header split across chunks has its first bytes sent already:
             # only a broken peer splits a two-byte PINGRESP.)
             self.dropped += 1

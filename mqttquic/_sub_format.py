@@ -133,7 +133,11 @@ def _percent(letter: str, field: _Field, message: Message, now: float) -> bytes:
 
 
 def _json(message: Message, now: float, escaped: bool) -> bytes:
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)) + f".{int((now % 1) * 1e6):06d}Z"
+    # mosquitto_sub's own stamp: local time, microseconds, then "Z" and the UTC offset
+    # ("2026-12-07T02:36:15.480123Z+0000"), odd as that is: scripts parse it.
+    local = time.localtime(now)
+    stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", local) + f".{int((now % 1) * 1e6):06d}Z"
+             + time.strftime("%z", local))
     record: dict[str, Any] = {"tst": stamp, "topic": message.topic, "qos": message.qos,
                               "retain": int(message.retain), "payloadlen": len(message.payload)}
     if escaped:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .cli_clients import CliError, add_pub, add_sub
+from .errors import ConnectionRefused
 
 __all__ = ["main"]
 
@@ -107,11 +108,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="count", default=0)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gateway = commands.add_parser("gateway", help="MQTT-over-QUIC listener in front of a broker")
+    gateway = commands.add_parser("gateway", help="MQTT-over-QUIC listener in front of a broker",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # -v after the command too (mqttquic gateway -v), as before it.
+    gateway.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                         help="more log: -v INFO, -vv DEBUG (aioquic's too)")
     gateway.add_argument("--upstream", default="127.0.0.1:1883", help="TCP broker, host:port")
     gateway.add_argument("--quic", default="127.0.0.1:14567", help="QUIC listen address, or off")
     gateway.add_argument("--tcp", default="127.0.0.1:8884", help="TLS TCP listen address, or off")
-    gateway.add_argument("--cert", help="certificate (PEM); default: a generated one, kept in"
+    gateway.add_argument("--cert", help="certificate (PEM); none: a generated one, kept in"
                          " --identity-dir")
     gateway.add_argument("--identity-dir", default="~/.local/state/mqttquic",
                          help="where the generated certificate is kept and reused across"
@@ -119,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gateway.add_argument("--key", help="private key (PEM)")
     gateway.add_argument("--max-streams", type=int, default=9, help="data streams per connection")
     gateway.add_argument("--max-packet-size", type=int, default=1024 * 1024,
-                         help="largest MQTT packet a client may send, bytes (default 1 MiB)")
+                         help="largest MQTT packet a client may send, bytes")
     gateway.add_argument("--connect-timeout", type=float, default=10.0,
                          help="seconds a connection has to get its CONNECT accepted")
     gateway.add_argument("--max-connections", type=int, default=1000,
@@ -143,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.verbose < 2:
         logging.getLogger("quic").setLevel(logging.WARNING)
-    if args.command == "demo" and not args.verbose:
-        # The demo tells what happens itself (the CA's path, the fallback); -v shows the logs.
+    if args.command in ("demo", "pub", "sub") and not args.verbose:
+        # They tell what happens themselves (the demo its story, pub and sub their output
+        # and errors, as mosquitto's do: no warning at each fallback); -v shows the logs.
         logging.getLogger("mqttquic").setLevel(logging.ERROR)
     handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo,
                "bench": _bench, "info": _info}[args.command]
@@ -156,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "quiet", False):
             print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except ConnectionRefused as exc:  # mosquitto_pub/sub exit with the CONNACK's code
+        if not getattr(args, "quiet", False):
+            print(f"Connection error: Connection Refused: {exc.reason_name}"
+                  f" (0x{exc.reason_code:02X})", file=sys.stderr)
+        return exc.reason_code
     except Exception as exc:  # noqa: BLE001 - the CLI reports, the library raises
         if not getattr(args, "quiet", False):
             print(f"mqttquic {args.command}: {exc}", file=sys.stderr)

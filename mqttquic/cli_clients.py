@@ -8,7 +8,9 @@ ConnectionConfig file or a platform's credential bundle; flags override it). A
 password can come from ``--pw-file`` or ``MQTTQUIC_PASSWORD`` instead of the command
 line, where every user of the machine can read it.
 
-Exit codes as mosquitto's: 0 success, 1 an error, 27 when ``sub -W`` timed out.
+Exit codes as mosquitto's: 0 success (SIGINT and SIGTERM included: DISCONNECT is
+sent), 1 an error, the CONNACK's reason code when the broker refuses the connection, 27
+when ``sub -W`` timed out.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import asyncio
 import dataclasses
 import logging
 import os
+import signal
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -57,7 +61,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=f"password (visible to other users in the process list: prefer --pw-file or"
              f" ${PASSWORD_ENV})")
     add("--pw-file", metavar="FILE", help="read the password from the file's first line")
-    add("-i", "--id", "--client-id", dest="client_id", help="client id (default: random)")
+    add("-i", "--id", "--client-id", dest="client_id",
+        help="client id (default: random; MQTT 5: the one the broker assigns)")
     add("-I", "--id-prefix", help="client id: this prefix and the process id")
     add("-k", "--keepalive", type=int, help="keepalive, seconds (default 60)")
     add("-c", "--disable-clean-session", action="store_true",
@@ -85,7 +90,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="an MQTT 5 property, e.g. -D publish user-property key value (repeatable)")
     add("-q", "--qos", type=int, choices=(0, 1, 2), default=0)
     add("--single-stream", action="store_true", help="QUIC: everything on the control stream")
-    add("-d", "--debug", action="store_true", help="log what the client does, on stderr")
+    add("-d", "--debug", action="store_true",
+        help="trace every packet sent and received, on stderr (as mosquitto's -d)")
     add("--quiet", action="store_true", help="print no error messages")
 
 
@@ -127,7 +133,9 @@ def add_sub(commands: Any) -> None:
     sub.add_argument("-E", "--exit-after-subscribe", action="store_true",
                      help="exit once subscribed (to set up a kept session)")
     sub.add_argument("-N", "--no-eol", action="store_true", help="no end of line after a message")
-    sub.add_argument("-v", "--verbose", action="store_true", help="print the topic too")
+    # Not "verbose": that is the global -v (log level), which mosquitto_sub has not.
+    sub.add_argument("-v", "--verbose", dest="print_topic", action="store_true",
+                     help="print the topic too")
     sub.add_argument("-F", "--format", help="output format, as mosquitto_sub's -F")
 
 
@@ -265,12 +273,46 @@ def client_from(args: argparse.Namespace) -> Any:
 
 
 def setup_logging(args: argparse.Namespace) -> None:
+    """``-d``: the packet trace on stderr, each line once (the library's own log stays
+    with the global ``-v``)."""
     if args.debug:
+        from . import _trace
+
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        logger = logging.getLogger("mqttquic")
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        _trace.logger.addHandler(handler)
+        _trace.logger.setLevel(logging.DEBUG)
+        _trace.logger.propagate = False
+
+
+async def until_signalled(work: Callable[[], Awaitable[int]]) -> int:
+    """``work()``'s exit code, or 0 when SIGINT or SIGTERM ends it first: ``work`` is
+    cancelled inside its ``async with client``, which then sends DISCONNECT (no Will),
+    as mosquitto_pub/sub do."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work())
+    signalled: list[int] = []
+
+    def stop(signum: int) -> None:
+        signalled.append(signum)
+        task.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop, signum)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            pass
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if signalled:
+            return 0
+        raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
 
 
 # --- pub ---------------------------------------------------------------------------------------
@@ -281,8 +323,11 @@ def _payloads(args: argparse.Namespace) -> list[bytes] | None:
     if args.message is not None:
         return [args.message.encode()]
     if args.file:
-        with open(args.file, "rb") as handle:
-            return [handle.read()]
+        try:
+            with open(args.file, "rb") as handle:
+                return [handle.read()]
+        except OSError as exc:
+            raise CliError(f'cannot load input file "{args.file}": {exc.strerror}') from None
     if args.null_message:
         return [b""]
     if args.stdin_file:
@@ -300,11 +345,30 @@ async def run_pub(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise CliError("--repeat must be at least 1")
     payloads = _payloads(args)
-    publish_props = props["publish"] or None
+    return await until_signalled(lambda: _pub(args, client, payloads, props["publish"] or None))
+
+
+async def _stdin_lines() -> AsyncIterator[bytes]:
+    """stdin's lines as they come (-l). Read on the loop where stdin is a pipe or a
+    terminal, so that SIGTERM ends a pub waiting for a line at once; a regular file
+    (which the loop cannot watch) is read in a worker thread."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    except (ValueError, OSError):
+        while line := await loop.run_in_executor(None, sys.stdin.buffer.readline):
+            yield line
+        return
+    while line := await reader.readline():
+        yield line
+
+
+async def _pub(args: argparse.Namespace, client: Any, payloads: list[bytes] | None,
+               publish_props: dict[str, Any] | None) -> int:
     async with client:
         if payloads is None:
-            loop = asyncio.get_running_loop()
-            while line := await loop.run_in_executor(None, sys.stdin.buffer.readline):
+            async for line in _stdin_lines():
                 await client.publish(args.topic, line.rstrip(b"\r\n"), qos=args.qos,
                                      retain=args.retain, properties=publish_props)
             return 0
@@ -326,7 +390,7 @@ def _render(args: argparse.Namespace, message: Message) -> bytes:
     eol = b"" if args.no_eol else b"\n"
     if args.format:
         return format_message(args.format, message) + eol
-    if args.verbose:
+    if args.print_topic:
         if message.payload:
             return message.topic.encode() + b" " + message.payload + eol
         return message.topic.encode() + b" (null)\n" if eol else b""
@@ -334,12 +398,16 @@ def _render(args: argparse.Namespace, message: Message) -> bytes:
 
 
 async def run_sub(args: argparse.Namespace) -> int:
-    from .topics import topic_matches
-
     setup_logging(args)
     client, props = client_from(args)  # -L's topic included
     if not args.topic and not args.unsubscribe:
         raise CliError("you must specify a topic to subscribe to (-t) or unsubscribe from (-U)")
+    return await until_signalled(lambda: _sub(args, client, props))
+
+
+async def _sub(args: argparse.Namespace, client: Any, props: dict[str, dict[str, Any]]) -> int:
+    from .topics import topic_matches
+
     out = sys.stdout.buffer
     async with client:
         if args.unsubscribe:
@@ -373,5 +441,7 @@ async def run_sub(args: argparse.Namespace) -> int:
         try:
             await asyncio.wait_for(print_messages(), args.timeout)
         except TimeoutError:
+            if not args.quiet:
+                print("Timed out", file=sys.stderr)
             return TIMED_OUT
     return 0

@@ -25,7 +25,7 @@ import logging
 import socket
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -107,6 +107,18 @@ def server_unavailable(connect: Connect) -> bytes:
     return encode(Connack(False, 0x88 if version == 5 else 3), version)
 
 
+@contextlib.contextmanager
+def _naming(kind: str, host: str, port: int) -> Iterator[None]:
+    """An OSError while opening a listener names the address ("[Errno 98] Address
+    already in use" does not)."""
+    try:
+        yield
+    except OSError as exc:
+        named = OSError(f"cannot listen on {kind}/{host}:{port}: {exc.strerror or exc}")
+        named.errno = exc.errno
+        raise named from None
+
+
 class _TicketStore:
     """Single-use TLS session tickets (a replayed ticket finds nothing)."""
 
@@ -141,7 +153,7 @@ class _StreamRelay:
         # PINGRESPs earned by the gateway's own keepalive pings are taken out.
         self.from_client_framer = Framer(config.max_packet_size)
         self.to_client_framer = Framer(1 << 28, drop=None if stream_id == CONTROL_STREAM
-                                       else _PINGRESP)
+                                       else _PINGRESP, owed=0)
         self.last_upstream_write = asyncio.get_running_loop().time()
         self.client_finished = False
         self.server_finished = False
@@ -219,6 +231,9 @@ class _StreamRelay:
             await asyncio.sleep(max(0.1, self.last_upstream_write + interval - loop.time()))
             if loop.time() - self.last_upstream_write >= interval and self.writer is not None:
                 self.writer.write(_PINGREQ)
+                # Its PINGRESP is ours to take out; a client's own PINGREQ on this stream
+                # gets its PINGRESP.
+                self.to_client_framer.owed = (self.to_client_framer.owed or 0) + 1
                 self.last_upstream_write = loop.time()
 
     def close(self) -> None:
@@ -592,8 +607,13 @@ class Gateway:
         if self.config.tcp_port is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self._cert)
-            self._tcp_server = await asyncio.start_server(
-                self._serve_tcp, self.config.tcp_host, self.config.tcp_port, ssl=context)
+            try:
+                with _naming("tcp", self.config.tcp_host, self.config.tcp_port):
+                    self._tcp_server = await asyncio.start_server(
+                        self._serve_tcp, self.config.tcp_host, self.config.tcp_port, ssl=context)
+            except OSError:
+                await self.stop_quic()
+                raise
             self.tcp_port = self._tcp_server.sockets[0].getsockname()[1]
         logger.info("gateway: QUIC on %s, TLS TCP on %s, upstream %s:%d",
                     f"{self.config.quic_host}:{self.quic_port}" if self._server else "off",
@@ -609,10 +629,11 @@ class Gateway:
         configuration.load_cert_chain(*self._cert)
         factory: Callable[..., QuicConnectionProtocol] = partial(self._new_connection)
         port = self.quic_port or self.config.quic_port or 0
-        self._server = await serve(self.config.quic_host, port, configuration=configuration,
-                                   create_protocol=factory,
-                                   session_ticket_fetcher=self._tickets.pop,
-                                   session_ticket_handler=self._tickets.add)
+        with _naming("udp", self.config.quic_host, port):
+            self._server = await serve(self.config.quic_host, port, configuration=configuration,
+                                       create_protocol=factory,
+                                       session_ticket_fetcher=self._tickets.pop,
+                                       session_ticket_handler=self._tickets.add)
         transport = self._server._transport
         assert transport is not None
         self.quic_port = transport.get_extra_info("sockname")[1]

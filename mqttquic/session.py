@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from typing import Any
 
+from . import _trace
 from . import events as ev
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
@@ -120,6 +121,8 @@ class Session:
         self._last_control_send = 0.0
         self._ping_sent_at: float | None = None
         self._adopted = False
+        # The packet trace (mosquitto's -d), decided once: no cost per packet when off.
+        self._trace = _trace.enabled()
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -283,6 +286,8 @@ class Session:
         return state
 
     def _send(self, channel: int, packet: Any, now: float) -> None:
+        if self._trace:
+            _trace.trace(self.connect_packet.client_id, "sending", packet, channel)
         data = encode(packet, self.protocol_version)
         self.bytes_sent += len(data)
         self._out.append((channel, data))
@@ -322,6 +327,8 @@ class Session:
         self._fail(channel, reason, ev.ProtocolViolation, now)
 
     def _handle(self, channel: int, state: _Channel, packet: Any, now: float) -> None:
+        if self._trace:
+            _trace.trace(self.connect_packet.client_id, "received", packet, channel)
         kind = type(packet)
         v5 = self.protocol_version == 5
         if kind is Publish:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mqttquic.brokers import free_port
 from mqttquic.certs import CertificateFiles
 from mqttquic.cli import main
 from mqttquic.cli_clients import CliError, config_from, properties_from
@@ -202,8 +205,11 @@ async def test_password_flags(auth_gateway: Any, certs: CertificateFiles, tmp_pa
     cli = Cli(auth_gateway, certs, tmp_path)
     [(user, password)] = USERS.items()
     publish = ["-t", f"{topic_root}/auth", "-m", "x", "-u", user]
+    # A refused CONNACK: mosquitto_pub's message, and its code as the exit status.
     code, _, err = await cli.run("pub", *publish, "-P", "wrong")
-    assert code == 1 and "refused" in err.lower()
+    assert (code, err.strip()) == (5, "Connection error: Connection Refused: Not authorized (0x05)")
+    code, _, err = await cli.run("pub", *publish, "-P", "wrong", "-V", "5")
+    assert (code, err.strip()) == (0x87, "Connection error: Connection Refused: Not authorized (0x87)")
     assert (await cli.run("pub", *publish, "-P", password))[0] == 0
     (tmp_path / "pw").write_text(password + "\n")
     assert (await cli.run("pub", *publish, "--pw-file", str(tmp_path / "pw")))[0] == 0
@@ -234,7 +240,11 @@ async def test_mqtt5_properties_url_config_and_tcp(cli: Cli, gateway: Any, certs
                                      "-q", "1", "--transport", "tcp", "--tcp-port",
                                      str(gateway.tcp_port), "-d", connection=False)
         assert code == 0, err
-        assert "TCP" in err  # -d: the client's log on stderr
+        # -d: the packet trace on stderr, as mosquitto_pub -d prints it, each line once.
+        lines = err.splitlines()
+        assert lines[0].startswith("Client ") and lines[0].split()[2:4] == ["sending", "CONNECT"]
+        assert sum("received PUBACK" in line for line in lines) == 1
+        assert len(lines) == len(set(lines))
         got = await received(watcher, 3)
     assert got[0].payload == b"props"
     assert got[0].properties["user_property"] == [("origin", "cli")]
@@ -254,6 +264,71 @@ async def test_will_flags_reach_the_broker(cli: Cli, gateway: Any, certs: Certif
         await sub.wait()
         [will] = await received(watcher, 1, timeout=20)  # keepalive 2 s: 1.5 x 2 at the broker
     assert (will.payload, will.qos) == (b"gone", 1)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_signal_ends_sub_with_disconnect_and_exit_0(
+        cli: Cli, gateway: Any, certs: CertificateFiles, topic_root: str, signum: int) -> None:
+    """As mosquitto_sub: SIGTERM or Ctrl-C sends DISCONNECT, so the Will is not published,
+    and the exit status is 0 (it was -15 or 130, and the Will went out later)."""
+    will_topic = f"{topic_root}/will"
+    async with Client(client_config(gateway, certs)) as watcher:
+        await watcher.subscribe(will_topic, qos=1)
+        sub = await subscribed(cli, "-t", f"{topic_root}/nothing", "--will-topic", will_topic,
+                               "--will-payload", "gone", "-k", "2")
+        sub.send_signal(signum)
+        assert await asyncio.wait_for(sub.wait(), 10) == 0
+        assert sub.stderr is not None
+        assert b"sending DISCONNECT" in await sub.stderr.read()  # -d's trace
+        with pytest.raises(TimeoutError):  # 1.5 x keepalive has passed: no Will
+            await received(watcher, 1, timeout=4)
+
+
+async def test_sub_v_prints_topics_without_switching_logging_on(
+        cli: Cli, gateway: Any, certs: CertificateFiles, topic_root: str) -> None:
+    async with Client(client_config(gateway, certs)) as publisher:
+        sub = await cli.start("sub", "-t", f"{topic_root}/#", "-v", "-C", "1", "-q", "1")
+        await asyncio.sleep(1.5)
+        await publisher.publish(f"{topic_root}/x", b"hello", qos=1)
+        out, err = await asyncio.wait_for(sub.communicate(), 15)
+    assert (sub.returncode, out, err) == (0, f"{topic_root}/x hello\n".encode(), b"")
+
+
+async def test_mosquittos_words_for_a_timeout_a_missing_file_and_no_fallback_noise(
+        cli: Cli, gateway: Any, certs: CertificateFiles, topic_root: str, tmp_path: Path) -> None:
+    code, out, err = await cli.run("sub", "-t", f"{topic_root}/none", "-W", "1")
+    assert (code, out, err) == (27, b"", "Timed out\n")
+    code, _, err = await cli.run("pub", "-t", "t", "-f", str(tmp_path / "missing.bin"))
+    assert (code, err) == (1, f'Error: cannot load input file "{tmp_path / "missing.bin"}":'
+                              " No such file or directory\n")
+    # QUIC unanswered (nothing listens on that UDP port): TCP+TLS, and nothing said about it.
+    code, _, err = await cli.run("pub", "-h", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)),
+                                 "--tcp-port", str(gateway.tcp_port), "--cafile", str(certs.ca_file),
+                                 "--server-name", "localhost", "-t", f"{topic_root}/fb", "-m", "x",
+                                 "-q", "1", connection=False)
+    assert (code, err) == (0, "")
+
+
+async def test_the_gateway_command_as_its_users_run_it(mosquitto: Any, tmp_path: Path) -> None:
+    gateway = Cli(type("G", (), {"quic_port": 0})(), CertificateFiles(Path(), Path(), Path()),
+                  tmp_path)
+    code, out, _ = await gateway.run("gateway", "--help", connection=False)
+    assert code == 0 and "(default: 127.0.0.1:14567)" in out.decode()
+    port = free_port(socket.SOCK_DGRAM)
+    args = ["--upstream", f"127.0.0.1:{mosquitto.port}", "--quic", f"127.0.0.1:{port}", "--tcp",
+            "off", "--identity-dir", "off", "--reset-key-file", "off"]
+    first = await gateway.start("gateway", "-v", *args, connection=False)  # -v after the command
+    try:
+        assert first.stdout is not None
+        assert b"MQTT over QUIC on udp/127.0.0.1" in await asyncio.wait_for(first.stdout.readline(), 15)
+        code, _, err = await gateway.run("gateway", *args, connection=False)
+        assert code == 1
+        assert f"cannot listen on udp/127.0.0.1:{port}: Address already in use" in err
+    finally:
+        first.terminate()
+        await first.wait()
+    assert first.stderr is not None
+    assert b"INFO" in await first.stderr.read()  # the -v after the command took effect
 
 
 # --- the flags without sockets -----------------------------------------------------------------

@@ -41,6 +41,15 @@ def test_pingresps_are_taken_out_however_the_stream_is_cut(seed: int) -> None:
     assert out == wanted
 
 
+def test_only_the_owed_packets_are_taken_out() -> None:
+    # The gateway owes itself one PINGRESP per PINGREQ it sent; a client's own passes.
+    ping = codec.encode(Pingresp())
+    framer = Framer(1024, drop=PINGRESP, owed=0)
+    assert framer.feed(ping) == ping  # owed nothing: the client's own
+    framer.owed += 1
+    assert framer.feed(ping + ping) == ping and framer.owed == 0 and framer.dropped == 1
+
+
 def test_a_dropped_packet_with_a_body_across_chunks() -> None:
     # Not a PINGRESP (which has no body), but the same rule: what it spans goes.
     body = codec.encode(Publish("t", b"z" * 50))

@@ -325,6 +325,9 @@ async def test_the_gateways_keepalive_pings_do_not_reach_the_client(
             assert codec.StreamDecoder().feed(bytes(raw.received[4])) == [Suback(1, [0])]
             [connection] = list(gateway._connections)
             assert connection.relays[4].to_client_framer.dropped >= 2
+            # A client's own PINGREQ on a data stream gets its PINGRESP (it was dropped).
+            raw.write(4, codec.encode(codec.Pingreq()))
+            assert (await raw.packets(4, 2))[1:] == [codec.Pingresp()]
 
 
 # --- 5. a restarted gateway ------------------------------------------------------------------------

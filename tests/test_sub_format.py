@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -47,6 +48,8 @@ def test_json_fields() -> None:
     record = json.loads(format_message("%j", MESSAGE, NOW).decode("utf-8", "surrogateescape"))
     assert (record["topic"], record["qos"], record["retain"], record["payloadlen"]) == (
         "a/b", 1, 1, 4)
+    # mosquitto_sub's stamp, to the character: microseconds, "Z", then the UTC offset.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z[+-]\d{4}", record["tst"])
     embedded = json.loads(format_message("%J", Message("t", b'{"v": 2}'), NOW))
     assert embedded["payload"] == {"v": 2}
     with pytest.raises(ValueError):

@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -54,7 +54,7 @@ from ..errors import (
 from ..limits import ServerLimits
 from ..message import Message
 from ..reason_codes import reason_code_name
-from ..session import Session
+from ..session import CONTROL, Session
 from .base import STREAM_LIMIT_ERROR, Transport, connect_packet
 
 __all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
@@ -392,29 +392,40 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             # next connect would be a full handshake: wait for the ticket, briefly.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.ticket_received.wait(), min(1.0, 4 * self._rtt))
-        await self._data_delivered()
+        # DISCONNECT rides the control stream and the server may act on it before it has
+        # read the data streams (QUIC orders bytes within a stream only): a QoS 0 publish
+        # made just before disconnect() would be lost.
+        if self.is_connected:
+            await self._delivered(self._data_streams)
         self._closing = True
         self._user_closing = True
         if self.session is not None and self.session.state != "closed":
             self.session.disconnect(reason_code, properties, now=self._loop.time())
             self._flush()
+            if not self._lost:
+                # DISCONNECT acknowledged, then CONNECTION_CLOSE: a DISCONNECT lost with
+                # the connection's end would make the broker publish the Will.
+                await self._delivered([CONTROL])
         await self._close_quic()
 
-    async def _data_delivered(self) -> None:
-        """Wait, briefly, until the server has acknowledged every data stream's bytes.
-
-        DISCONNECT rides the control stream and the server may act on it before it has
-        read the data streams (QUIC orders bytes within a stream only): a QoS 0 publish
-        made just before disconnect() would be lost. At most 4 RTT, and 1 s."""
-        if not self.is_connected or not self._data_streams:
-            return
+    async def _delivered(self, stream_ids: Iterable[int]) -> None:
+        """Wait, briefly (at most 4 RTT, and 1 s), until the server has acknowledged
+        every byte sent on ``stream_ids``."""
         deadline = self._loop.time() + min(1.0, 4 * self._rtt)
-        while self._unacknowledged_stream_data() and self._loop.time() < deadline:
+        while self._unacknowledged_stream_data(stream_ids) and self._loop.time() < deadline:
             await asyncio.sleep(0.005)
 
-    def _unacknowledged_stream_data(self) -> bool:
+    async def wait_closed(self) -> None:
+        """aioquic waits out the closing period (3 PTO, about 100 ms on loopback) after
+        CONNECTION_CLOSE; it only answers a peer that keeps sending. A client that
+        disconnects on purpose has had its DISCONNECT acknowledged: it leaves at once."""
+        if self._user_closing:
+            return
+        await super().wait_closed()
+
+    def _unacknowledged_stream_data(self, stream_ids: Iterable[int]) -> bool:
         streams = self._quic._streams
-        for stream_id in self._data_streams:
+        for stream_id in stream_ids:
             stream = streams.get(stream_id)
             # aioquic drops acknowledged bytes from the front of the send buffer.
             if stream is not None and stream.sender._buffer_start < stream.sender._buffer_stop:

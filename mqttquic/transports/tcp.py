@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from .. import _trace
 from .._aio import quick_ack
 from .._tls import load_tls_material
 from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
@@ -173,6 +174,10 @@ class PahoTransport(Transport):
                 _properties(PacketTypes.WILLMESSAGE, will.properties)))
         client.max_inflight_messages_set(65535)
         client.max_queued_messages_set(0)
+        if _trace.enabled():
+            # paho traces its packets itself ("Sending PUBLISH (d0, q1, ...)"): in
+            # mosquitto's words, on the same logger as the QUIC session's trace.
+            client.on_log = self._paho_log
         client.on_socket_open = self._socket_open
         client.on_socket_close = self._socket_close
         client.on_socket_register_write = self._register_write
@@ -195,6 +200,11 @@ class PahoTransport(Transport):
         self._bytes_sent = 0
         self._bytes_received = 0
         self._count_bytes()
+
+    def _paho_log(self, client: paho.Client, userdata: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_DEBUG and text.startswith(("Sending ", "Received ")):
+            _trace.logger.debug("Client %s %s", self.config.effective_client_id or "(no id)",
+                                text[0].lower() + text[1:])
 
     def _count_bytes(self) -> None:
         # paho reads and writes through these two methods: count MQTT bytes there.
