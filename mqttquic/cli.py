@@ -145,13 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.verbose < 2:
-        logging.getLogger("quic").setLevel(logging.WARNING)
     if args.command in ("demo", "pub", "sub") and not args.verbose:
         # They tell what happens themselves (the demo its story, pub and sub their output
         # and errors, as mosquitto's do: no warning at each fallback); -v shows the logs.
-        logging.getLogger("mqttquic").setLevel(logging.ERROR)
+        # The handler's level, not the library loggers': a process that calls main()
+        # keeps its loggers as they were.
+        level = logging.ERROR
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.verbose < 2:
+        logging.getLogger("quic").setLevel(logging.WARNING)
     handler = {"gateway": _gateway, "pub": _pub, "sub": _sub, "demo": _demo,
                "bench": _bench, "info": _info}[args.command]
     try:

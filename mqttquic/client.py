@@ -93,7 +93,8 @@ class Client:
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._iterating = False
         self.max_queued_messages = max_queued_messages
-        self.messages_dropped = 0
+        self.messages_dropped = 0  # QoS 0 messages a full queue could not take
+        self._pushing_back = False
         self._subscriptions: dict[str, Subscription] = {}
         self._callbacks = UserCallbacks(self.logger)
         self._changes = ChangeFeed()
@@ -416,23 +417,37 @@ class Client:
                 return
             if isinstance(item, BaseException):
                 raise item
+            item._acknowledge()  # taken: the broker may send the next one
             yield item
 
     def _deliver(self, message: Message) -> None:
-        self.stats.messages_received += 1
-        self.stats.last_activity = time.time()
+        stats = self.stats
+        stats.messages_received += 1
+        stats.last_activity = time.time()
         if self._iterating or self.on_message is None:
             if self.max_queued_messages and self._queue.qsize() >= self.max_queued_messages:
-                # Nobody is reading the messages: keep the newest, and say so once per
-                # thousand (a log line per message would flood the log).
-                self._queue.get_nowait()
-                self.messages_dropped += 1
-                if self.messages_dropped % 1000 == 1:
-                    self.logger.error(
-                        "message queue full (%d): dropped the oldest message (%d so far);"
-                        " iterate client.messages or raise max_queued_messages",
-                        self.max_queued_messages, self.messages_dropped)
+                if not message.qos:
+                    # QoS 0 promised nothing: dropped, and counted (get_stats).
+                    self.messages_dropped += 1
+                    stats.messages_dropped = self.messages_dropped
+                    if self.messages_dropped % 1000 == 1:
+                        self.logger.warning(
+                            "message queue full (%d): QoS 0 message dropped (%d so far);"
+                            " iterate client.messages faster or raise max_queued_messages",
+                            self.max_queued_messages, self.messages_dropped)
+                    self._callbacks.call(self.on_message, message)
+                    return
+                # QoS 1/2 is never dropped: it waits unacknowledged, and the broker sends
+                # no more than its in-flight window until the application takes some.
+                if not self._pushing_back:
+                    self._pushing_back = True
+                    self.logger.info("message queue full (%d): holding acknowledgements,"
+                                     " the broker waits", self.max_queued_messages)
+            else:
+                self._pushing_back = False
             self._queue.put_nowait(message)
+        else:
+            message._acknowledge()  # on_message alone takes it at once
         self._callbacks.call(self.on_message, message)
 
     # --- statistics ---------------------------------------------------------------------------

@@ -266,6 +266,7 @@ class ConnectionStats:
     rtt_ms: float | None = None  # QUIC smoothed RTT
     streams_open: int = 0
     migrations: int = 0  # QUIC connection moved to a new local socket (Client.migrate())
+    messages_dropped: int = 0  # QoS 0 messages a full queue could not take (never QoS 1/2)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -70,7 +70,8 @@ class NoPacketIds(MQTTQUICError):
 
 
 class _Channel:
-    __slots__ = ("decoder", "last_id", "outgoing", "incoming_qos2", "requests", "aliases")
+    __slots__ = ("decoder", "last_id", "outgoing", "incoming_qos2", "unacknowledged", "requests",
+                 "aliases")
 
     def __init__(self, protocol_version: int, max_packet_size: int) -> None:
         self.decoder = StreamDecoder(protocol_version, max_packet_size)
@@ -78,6 +79,8 @@ class _Channel:
         # packet id -> the Publish (QoS 1, or QoS 2 before PUBREC) or Pubrel awaiting its ack
         self.outgoing: dict[int, Publish | Pubrel] = {}
         self.incoming_qos2: set[int] = set()
+        # Received QoS 1/2 packet ids whose PUBACK/PUBREC waits for acknowledge().
+        self.unacknowledged: set[int] = set()
         # packet id -> "subscribe" / "unsubscribe"
         self.requests: dict[int, str] = {}
         self.aliases: dict[int, str] = {}
@@ -96,7 +99,8 @@ class Session:
     """MQTT state for one connection: ids, in-flight tables, keepalive, events."""
 
     def __init__(self, connect: Connect, *, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
-                 ping_timeout: float | None = None, downgrade_qos: bool = False) -> None:
+                 ping_timeout: float | None = None, downgrade_qos: bool = False,
+                 manual_acks: bool = False) -> None:
         self.connect_packet = connect
         self.protocol_version = connect.protocol_version
         self.keepalive = float(connect.keepalive)
@@ -110,6 +114,10 @@ class Session:
         self.limits = ServerLimits()
         # A publish above the broker's Maximum QoS: sent at the maximum (True), or refused.
         self.downgrade_qos = downgrade_qos
+        # True: an incoming QoS 1/2 PUBLISH is acknowledged (PUBACK, PUBREC) only when
+        # acknowledge() says the application took it, so that the broker's in-flight
+        # window, not our memory, bounds what a slow reader is sent.
+        self.manual_acks = manual_acks
         # The broker's Receive Maximum: QoS 1/2 publishes in flight at once (MQTT 5).
         self.send_quota = 65535
         self._channels: dict[int, _Channel] = {}
@@ -238,6 +246,19 @@ class Session:
             return
         self._send(CONTROL, Pingreq(), now)
         self._ping_sent_at = now
+
+    def acknowledge(self, channel: int, packet_id: int, now: float = 0.0) -> None:
+        """The application took the QoS 1/2 message ``packet_id`` of ``channel``: send its
+        PUBACK (QoS 1) or PUBREC (QoS 2). Nothing when the channel or session is gone (a
+        persistent session's broker sends it again)."""
+        state = self._channels.get(channel)
+        if self.state == "closed" or state is None or packet_id not in state.unacknowledged:
+            return
+        state.unacknowledged.discard(packet_id)
+        if packet_id in state.incoming_qos2:
+            self._send(channel, Pubrec(packet_id), now)
+        else:
+            self._send(channel, Puback(packet_id), now)
 
     def unacknowledged(self) -> list[tuple[int, Publish | Pubrel]]:
         """``(channel, packet)`` of every QoS 1/2 publish not yet completed."""
@@ -459,10 +480,18 @@ class Session:
             self._events.append(ev.MessageReceived(packet, channel))
         elif packet.qos == 1:
             self._events.append(ev.MessageReceived(packet, channel))
-            self._send(channel, Puback(packet_id), now)
+            if self.manual_acks:
+                state.unacknowledged.add(packet_id)
+            else:
+                self._send(channel, Puback(packet_id), now)
         else:
-            # Exactly once: deliver on first sight, re-acknowledge duplicates until PUBREL.
+            # Exactly once: deliver on first sight, re-acknowledge duplicates until PUBREL
+            # (a duplicate of one the application has not taken yet waits with it).
             if packet_id not in state.incoming_qos2:
                 state.incoming_qos2.add(packet_id)
                 self._events.append(ev.MessageReceived(packet, channel))
-            self._send(channel, Pubrec(packet_id), now)
+                if self.manual_acks:
+                    state.unacknowledged.add(packet_id)
+                    return
+            if packet_id not in state.unacknowledged:
+                self._send(channel, Pubrec(packet_id), now)

@@ -155,3 +155,32 @@ async def test_a_persistent_session_without_a_client_id_comes_back_under_the_ass
                 await publisher.publish(topic, b"still yours", qos=1)
             [message] = await collect(client.messages(), 1, timeout=5)
     assert message.payload == b"still yours"
+
+
+@TRANSPORTS
+async def test_a_slow_reader_loses_no_acknowledged_message(
+        gateway: Gateway, certs: CertificateFiles, transport: str, topic_root: str) -> None:
+    """A subscriber that does not read: QoS 1 is pushed back (its PUBACK waits until the
+    application takes the message, and the broker sends no more than its in-flight
+    window, 20 in mosquitto), never dropped; QoS 0 beyond the queue is dropped, counted.
+    Before: 15 of 20 QoS 1 messages, acknowledged to the broker, were dropped."""
+    topic = f"{topic_root}/slow"
+    settings: dict[str, Any] = dict(transport=transport)
+    async with Client(client_config(gateway, certs, **settings), max_queued_messages=5) as reader:
+        await reader.subscribe([(f"{topic}/1", 1), (f"{topic}/0", 0)])
+        async with Client(client_config(gateway, certs, **settings)) as publisher:
+            for i in range(50):
+                await publisher.publish(f"{topic}/1", str(i), qos=1)
+            await asyncio.sleep(1.0)
+            held = reader._queue.qsize()
+            assert 5 <= held <= 20  # the broker waits for acknowledgements
+            got = await collect(reader.messages(), 50, timeout=20)
+            assert [int(m.payload) for m in got] == list(range(50))
+            assert reader.get_stats()["messages_dropped"] == 0
+            # QoS 0 promised nothing: a full queue drops it, and says how many.
+            for i in range(5):
+                await publisher.publish(f"{topic}/1", f"fill-{i}", qos=1)
+            await _until(lambda: reader._queue.qsize() == 5, 5.0)
+            for i in range(10):
+                await publisher.publish(f"{topic}/0", str(i), qos=0)
+            await _until(lambda: reader.get_stats()["messages_dropped"] == 10, 5.0)

@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import Any
 
 from aioquic.asyncio.client import connect as quic_connect
@@ -219,7 +220,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         ``adopt``: the session and waiting publishes of the previous connection of a
         persistent session (``carry_over()``); their flows continue after CONNACK."""
         self.session = Session(connect, max_packet_size=self.config.max_packet_size,
-                               downgrade_qos=self.config.downgrade_qos)
+                               downgrade_qos=self.config.downgrade_qos, manual_acks=True)
         self.control_stream = self._quic.get_next_available_stream_id()
         self._quic.send_stream_data(self.control_stream, b"")  # reserve the id now
         if adopt is not None:
@@ -640,6 +641,13 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             self.session.handle_timer(self._loop.time())
             self._after_session()
 
+    def _acknowledge(self, session: Session, channel: int, packet_id: int) -> None:
+        """The application took a QoS 1/2 message: its PUBACK/PUBREC goes out, on the
+        connection it came on (a later one numbers its packets anew)."""
+        if session is self.session and not self._lost:
+            session.acknowledge(channel, packet_id, self._loop.time())
+            self._flush()
+
     def _after_session(self) -> None:
         session = self.session
         assert session is not None
@@ -650,8 +658,12 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     def _handle_event(self, event: ev.Event) -> None:
         if isinstance(event, ev.MessageReceived):
             packet = event.packet
+            session = self.session
+            assert session is not None  # it made the event
+            ack = (None if packet.packet_id is None
+                   else partial(self._acknowledge, session, event.channel, packet.packet_id))
             self.on_message(Message(packet.topic, packet.payload, packet.qos, packet.retain,
-                                    packet.properties, event.channel))
+                                    packet.properties, event.channel, ack))
         elif isinstance(event, ev.PublishCompleted):
             self._resolve((event.channel, event.packet_id), event.reason_code)
         elif isinstance(event, ev.SubscribeCompleted):  # and UnsubscribeCompleted

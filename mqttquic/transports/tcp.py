@@ -15,6 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -173,6 +174,8 @@ class PahoTransport(Transport):
                 will.topic, will.payload, will.qos, will.retain,
                 _properties(PacketTypes.WILLMESSAGE, will.properties)))
         client.max_inflight_messages_set(65535)
+        # A message is acknowledged when the application takes it (Message._acknowledge).
+        client.manual_ack_set(True)
         client.max_queued_messages_set(0)
         if _trace.enabled():
             # paho traces its packets itself ("Sending PUBLISH (d0, q1, ...)"): in
@@ -304,9 +307,16 @@ class PahoTransport(Transport):
             future.set_result([code.value for code in codes])
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        ack = partial(self._acknowledge, message.mid, message.qos) if message.qos else None
         self.on_message(Message(message.topic, bytes(message.payload), message.qos,
                                 bool(message.retain),
-                                _from_paho(getattr(message, "properties", None)), 0))
+                                _from_paho(getattr(message, "properties", None)), 0, ack))
+
+    def _acknowledge(self, mid: int, qos: int) -> None:
+        """The application took the message: paho's manual acknowledgement (PUBACK for
+        QoS 1, PUBCOMP for QoS 2), on this connection only."""
+        if self._connected:
+            self._client.ack(mid, qos)
 
     # --- Transport ------------------------------------------------------------------------------
 
