@@ -111,8 +111,12 @@ class Connector:
         self.policy.open()
         await self._load_transports()
         started = time.monotonic()
-        opener = {"quic": self._open_quic, "tcp": self._open_tcp}.get(transport or "", self._open)
-        opened = await opener()
+        if transport == "quic":
+            opened = await self._open_quic()
+        elif transport == "tcp":
+            opened = await self._open_tcp()
+        else:
+            opened = await self._open()
         self._attach(opened, time.monotonic() - started, reconnected=False)
         return opened
 
@@ -188,17 +192,21 @@ class Connector:
             return None
         return quic
 
-    async def _open(self) -> Transport:
-        mode = self.config.transport
+    async def _open(self, connect_timeout: float | None = None) -> Transport:
+        """A connection as the config says (``connect_timeout``: this attempt's own)."""
+        config = self.config
+        if connect_timeout is not None and connect_timeout != config.connect_timeout:
+            config = dataclasses.replace(config, connect_timeout=connect_timeout)
+        mode = config.transport
         if mode == "tcp":
-            return await self._open_tcp()
+            return await self._open_tcp(config)
         if self._quic_module() is None:
             if mode == "quic":
                 raise ConnectError("transport 'quic' needs aioquic, which is not installed")
-            return await self._open_tcp()
+            return await self._open_tcp(config)
         if mode == "quic":
-            return await self._open_quic()
-        return await self._race()
+            return await self._open_quic(config=config)
+        return await self._race(config)
 
     async def _open_quic(self, handshake: asyncio.Event | None = None,
                          config: ConnectionConfig | None = None) -> Transport:
@@ -234,22 +242,21 @@ class Connector:
         self._carry = None  # the new connection owns the carried flows now
         return transport
 
-    async def _open_tcp(self) -> Transport:
+    async def _open_tcp(self, config: ConnectionConfig | None = None) -> Transport:
         await self._load_tcp()
         from .transports.tcp import connect_tcp  # paho-mqtt is imported only when used
 
-        return await connect_tcp(self.config, will=self._will(),
+        return await connect_tcp(config or self.config, will=self._will(),
                                  properties=self._connect_properties())
 
-    async def _race(self) -> Transport:
+    async def _race(self, config: ConnectionConfig) -> Transport:
         """QUIC, joined by TCP+TLS after the head start; the first CONNACK wins.
 
         A QUIC handshake that completed within the head start shows that QUIC works:
         TCP+TLS is then not started for this attempt (it would only send the same
         CONNECT twice), and QUIC alone answers within its connect timeout."""
-        config = self.config
         handshake = asyncio.Event()
-        quic = asyncio.ensure_future(self._open_quic(handshake))
+        quic = asyncio.ensure_future(self._open_quic(handshake, config))
         # After a dead path QUIC is likely still dead: no head start this time. Otherwise
         # at least the time of a handshake with one lost Initial on this path (2 RTT plus
         # a retransmission after 2 RTT), so that one lost packet does not hand the
@@ -273,13 +280,13 @@ class Connector:
                 raise exc
             self.logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
             try:
-                return await self._open_tcp()
+                return await self._open_tcp(config)
             except ConnectionRefused:
                 raise
             except ConnectError as tcp_exc:
                 raise ConnectError(f"both transports failed: QUIC: {exc}; TCP+TLS: {tcp_exc}") from None
         self.logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", head_start * 1000)
-        tcp = asyncio.ensure_future(self._open_tcp())
+        tcp = asyncio.ensure_future(self._open_tcp(config))
         names = {quic: "QUIC", tcp: "TCP+TLS"}
         errors: dict[str, BaseException] = {}
         pending = {quic, tcp}
@@ -377,11 +384,12 @@ class Connector:
             while policy.state == "reconnecting":
                 # The backoff outlives this loop: connections that die right after
                 # CONNACK keep it growing (policy.Backoff).
-                await asyncio.sleep(policy.next_delay())
+                await asyncio.sleep(policy.next_delay(time.monotonic()))
                 attempt += 1
                 started = time.monotonic()
+                timeout = policy.attempt_timeout(self.config.connect_timeout, attempt - 1)
                 try:
-                    transport = await self._open()
+                    transport = await self._open(timeout)
                 except ConnectError as exc:
                     if not policy.attempt_failed(exc):
                         if policy.state == "failed":

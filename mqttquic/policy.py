@@ -11,14 +11,25 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-__all__ = ["STREAM_FAILURE_SETTLE", "Backoff", "ConnectionPolicy", "PublishAttempts", "refusal_is_final",
-           "v311_return_code"]
+__all__ = ["FAST_RETRY_CAP", "FAST_WINDOW", "STREAM_FAILURE_SETTLE", "Backoff", "ConnectionPolicy",
+           "PublishAttempts", "refusal_is_final", "v311_return_code"]
 
 # Seconds a publish whose QUIC data stream ended waits to see whether the whole
 # connection ends too. A gateway whose broker went away resets data streams first and
 # closes the connection a moment later (ours after 0.5 s): that is one loss, not a
 # publish the broker refuses.
 STREAM_FAILURE_SETTLE = 1.0
+
+# After a connection that had lasted is lost, attempts come at most this many seconds
+# apart for FAST_WINDOW seconds: most outages (a restarted broker or gateway, a radio
+# gap) end within it, and the client should be back within a second of the server.
+# Attempts against a closed port fail at once (ICMP port unreachable, TCP RST), so they
+# cost nothing; a server that keeps dropping fresh connections gets the plain backoff.
+FAST_RETRY_CAP = 1.0
+FAST_WINDOW = 10.0
+# A reconnect attempt's connect timeout, first: it doubles with each failed attempt up
+# to config.connect_timeout, so an unanswered handshake does not set the cadence.
+FIRST_ATTEMPT_TIMEOUT = 2.0
 
 # CONNACK codes that another attempt with the same settings cannot fix: the protocol
 # version, the client id, credentials, authorization, bans, the auth method.
@@ -63,9 +74,12 @@ class Backoff:
         self._rng = rng
         self._connected_at: float | None = None
 
-    def next_delay(self) -> float:
-        """Seconds to wait before the next attempt (and count it)."""
+    def next_delay(self, cap: float | None = None) -> float:
+        """Seconds to wait before the next attempt (and count it); ``cap`` bounds the
+        ceiling this once."""
         ceiling: float = min(self.max_delay, self.min_delay * 2.0 ** min(self.attempts, 32))
+        if cap is not None:
+            ceiling = min(ceiling, cap)
         self.attempts += 1
         return self._rng() * ceiling
 
@@ -134,6 +148,9 @@ class ConnectionPolicy:
         self.fatal: BaseException | None = None
         self.ever_connected = False
         self.offline_waiting = 0
+        # Until when (monotonic seconds) reconnect attempts come at least every
+        # FAST_RETRY_CAP seconds: set by the loss of a connection that had lasted.
+        self.fast_until: float | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -166,14 +183,25 @@ class ConnectionPolicy:
         if planned or self.state == "handover":
             return "ignore"
         self.backoff.lost(now)
+        # A connection that had lasted (its backoff restarted): an outage, retried fast.
+        self.fast_until = now + FAST_WINDOW if self.backoff.attempts == 0 else None
         if self.reconnect:
             self.state = "reconnecting"
             return "reconnect"
         self.state = "failed"
         return "fail"
 
-    def next_delay(self) -> float:
-        return self.backoff.next_delay()
+    def next_delay(self, now: float) -> float:
+        """Seconds until the next reconnect attempt: the backoff's, at most
+        FAST_RETRY_CAP within FAST_WINDOW of losing a connection that had lasted."""
+        fast = self.fast_until is not None and now < self.fast_until
+        return self.backoff.next_delay(FAST_RETRY_CAP if fast else None)
+
+    def attempt_timeout(self, connect_timeout: float, failed: int) -> float:
+        """The connect timeout of a reconnect attempt after ``failed`` failed ones:
+        FIRST_ATTEMPT_TIMEOUT doubling up to ``connect_timeout``. A server that does not
+        answer costs a short attempt, and the backoff, not the timeout, sets the pace."""
+        return min(connect_timeout, FIRST_ATTEMPT_TIMEOUT * 2.0 ** min(failed, 16))
 
     def attempt_failed(self, exc: BaseException) -> bool:
         """A reconnect attempt failed with ``exc``: True to try again, False when the

@@ -90,9 +90,9 @@ def test_a_loss_reconnects_and_later_losses_during_it_are_ignored() -> None:
     assert policy.lost(1.0) == "reconnect" and policy.state == "reconnecting"
     assert policy.lost(1.1) == "ignore"
     assert policy.why_not_wait() is None  # publishes may wait for the reconnect
-    assert policy.next_delay() == 0.5
+    assert policy.next_delay(1.5) == 0.5
     assert policy.attempt_failed(ConnectionRefused(3, "Server unavailable"))  # not final
-    assert policy.next_delay() == 1.0
+    assert policy.next_delay(2.0) == 1.0
     policy.connected(5.0)
     assert policy.state == "connected"
 
@@ -143,3 +143,36 @@ def test_close_ends_everything_and_offline_waiters_are_bounded() -> None:
     assert policy.why_not_wait() == "closed"
     assert policy.lost(2.0) == "ignore"
     assert not policy.attempt_failed(ConnectError("timed out"))  # closed: no more attempts
+
+
+def test_an_outage_after_a_connection_that_lasted_is_retried_every_second_for_ten_seconds() -> None:
+    # The client should be back within a second of the server for outages up to 10 s;
+    # attempts against a closed port fail at once, so they cost nothing.
+    policy = _policy()
+    policy.open()
+    policy.connected(0.0)
+    assert policy.lost(100.0) == "reconnect"
+    delays = [policy.next_delay(100.0 + t) for t in (0.5, 1.5, 2.5, 4.0, 6.0, 9.9)]
+    assert delays == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    # Past the window, the backoff's own delays, grown meanwhile.
+    assert policy.next_delay(110.5) == 30.0
+
+
+def test_a_connection_that_dies_at_once_gets_no_fast_retries() -> None:
+    # A broker that accepts CONNECT and drops the connection: the backoff keeps growing.
+    policy = _policy()
+    policy.open()
+    policy.connected(0.0)
+    policy.lost(100.0)
+    for t in range(5):
+        policy.next_delay(100.0 + t)
+    policy.connected(105.0)
+    policy.lost(105.2)  # lasted 0.2 s
+    assert policy.fast_until is None
+    assert policy.next_delay(105.3) == 16.0
+
+
+def test_reconnect_attempts_start_short_and_grow_to_the_connect_timeout() -> None:
+    policy = _policy()
+    assert [policy.attempt_timeout(10.0, failed) for failed in range(5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
+    assert policy.attempt_timeout(1.0, 0) == 1.0

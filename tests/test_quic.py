@@ -268,15 +268,21 @@ async def test_insecure_skips_verification(gateway: Any, certs: CertificateFiles
 
 
 async def test_timeout_is_a_clear_connect_error(certs: CertificateFiles) -> None:
+    import socket
+
     from .brokers import free_port
 
-    class NoGateway:
-        quic_port = free_port()
-        tcp_port = free_port()
+    # A UDP port that takes datagrams and never answers (a closed one is refused at once).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as black_hole:
+        black_hole.bind(("127.0.0.1", 0))
 
-    config = client_config(NoGateway(), certs, connect_timeout=1.0)
-    with pytest.raises(ConnectError, match=r"QUIC connect to 127.0.0.1:\d+ (timed out|failed)"):
-        await Client(config).connect()
+        class NoGateway:
+            quic_port = black_hole.getsockname()[1]
+            tcp_port = free_port()
+
+        config = client_config(NoGateway(), certs, connect_timeout=1.0)
+        with pytest.raises(ConnectError, match=r"QUIC connect to 127.0.0.1:\d+ timed out"):
+            await Client(config).connect()
 
 
 class RawQuic(QuicConnectionProtocol):

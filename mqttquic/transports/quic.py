@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -116,6 +117,11 @@ def _use_system_trust_store(configuration: QuicConfiguration) -> None:
         configuration.load_verify_locations(cadata=pem.encode("ascii"))
 
 
+# Linux's IPV6_RECVERR and IP_RECVERR (the socket module names them from Python 3.12 on);
+# the dual-stack socket needs both, for IPv6 and IPv4-mapped destinations.
+_RECVERR = ((socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25)),
+            (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)))
+
 # Longest wait for QUIC stream credit (MAX_STREAMS) before a new data stream gives up.
 STREAM_CREDIT_WAIT = 5.0
 # A path on which nothing we send has been acknowledged for this long (or four probe
@@ -163,6 +169,9 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
         self.wants_ticket = False
         self.ticket_received = asyncio.Event()
+        # Resolved when the server's port refuses the handshake (ICMP port unreachable).
+        self.refused: asyncio.Future[None] | None = None
+        self._port_refused = False
 
     # --- aioquic events -----------------------------------------------------------------
 
@@ -419,10 +428,32 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     async def wait_closed(self) -> None:
         """aioquic waits out the closing period (3 PTO, about 100 ms on loopback) after
         CONNECTION_CLOSE; it only answers a peer that keeps sending. A client that
-        disconnects on purpose has had its DISCONNECT acknowledged: it leaves at once."""
-        if self._user_closing:
+        disconnects on purpose has had its DISCONNECT acknowledged, and a port that
+        refused the handshake has nobody to answer: those leave at once."""
+        if self._user_closing or self._port_refused:
             return
         await super().wait_closed()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # ICMP errors reach an unconnected UDP socket only with IP(V6)_RECVERR (Linux):
+        # "port unreachable" then comes back as error_received(ConnectionRefusedError).
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sys.platform.startswith("linux"):
+            for level, option in _RECVERR:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(level, option, 1)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error for one of our datagrams. "Port unreachable" during the handshake
+        means nothing listens there: the connect fails now, not at its timeout (as TCP's
+        RST does). Once connected it is ignored: anyone on the path can forge ICMP."""
+        if (isinstance(exc, ConnectionRefusedError) and self.handshake is None
+                and self.refused is not None and not self.refused.done()):
+            self._port_refused = True
+            self.refused.set_result(None)
+        else:
+            logger.debug("ICMP error on the QUIC socket ignored: %s", exc)
 
     def _unacknowledged_stream_data(self, stream_ids: Iterable[int]) -> bool:
         streams = self._quic._streams
@@ -799,8 +830,11 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     started = time.monotonic()
     protocol_box: list[MQTTQuicAdvancedProtocol] = []
 
+    refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
     def create_protocol(*args: Any, **kwargs: Any) -> MQTTQuicAdvancedProtocol:
         protocol = MQTTQuicAdvancedProtocol(*args, config=config, **kwargs)
+        protocol.refused = refused
         protocol.handshake_event = handshake
         protocol.wants_ticket = ticket_handler is not None
         protocol_box.append(protocol)
@@ -826,8 +860,24 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
             protocol.mqtt_publish(topic, payload, 0, retain, props)
         return protocol, await protocol._connack
 
+    async def establish_unless_refused() -> tuple[MQTTQuicAdvancedProtocol, ev.Event]:
+        establishing = asyncio.ensure_future(establish())
+        try:
+            either: set[asyncio.Future[Any]] = {establishing, refused}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not establishing.done():
+                establishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await establishing
+        if not establishing.cancelled():
+            return establishing.result()
+        raise ConnectError(f"QUIC connect to {where} refused: nothing listens on that UDP port"
+                           " (ICMP port unreachable)")
+
     try:
-        protocol, result = await asyncio.wait_for(establish(), config.connect_timeout)
+        protocol, result = await asyncio.wait_for(establish_unless_refused(),
+                                                  config.connect_timeout)
     except asyncio.CancelledError:
         # Lost a race (the TCP+TLS fallback won): drop the half-open connection.
         if protocol_box:
