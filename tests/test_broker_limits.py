@@ -15,7 +15,7 @@ import pytest
 
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
-from mqttquic.errors import PublishFailed
+from mqttquic.errors import PublishFailed, SubscribeFailed
 from mqttquic.gateway import Gateway
 from mqttquic.message import Message
 
@@ -30,7 +30,8 @@ TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker = Mosquitto(tmp_path_factory.mktemp("hardened"),
-                       extra=["max_qos 1", "retain_available false", "max_keepalive 30"]).start()
+                       extra=["max_qos 1", "retain_available false", "max_keepalive 30",
+                              "max_topic_alias 2"]).start()
     yield broker
     broker.stop()
 
@@ -48,7 +49,8 @@ async def test_nothing_above_what_the_connack_allows_is_sent(
                            keepalive=120)
     async with Client(config) as client:
         limits = client.server_limits
-        assert (limits.maximum_qos, limits.retain_available, limits.server_keep_alive) == (1, False, 30)
+        assert (limits.maximum_qos, limits.retain_available, limits.server_keep_alive,
+                limits.topic_alias_maximum) == (1, False, 30, 2)
         # Refused at once, named, with the code the broker would disconnect with; the
         # connection stays (the broker used to disconnect 0x9B three times).
         with pytest.raises(PublishFailed, match="QoS 2 not supported: the broker's Maximum QoS is 1"
@@ -58,7 +60,10 @@ async def test_nothing_above_what_the_connack_allows_is_sent(
         with pytest.raises(PublishFailed, match="Retain not supported") as retained:
             await client.publish(f"{topic_root}/r", b"x", qos=1, retain=True)
         assert retained.value.reason_code == 0x9A
-        await client.publish(f"{topic_root}/q1", b"x", qos=1)
+        with pytest.raises(PublishFailed, match="Topic Alias 3 invalid") as alias:
+            await client.publish(f"{topic_root}/a", b"x", qos=1, properties={"topic_alias": 3})
+        assert alias.value.reason_code == 0x94
+        await client.publish(f"{topic_root}/q1", b"x", qos=1, properties={"topic_alias": 2})
         assert client.is_connected and client.get_stats()["reconnect_count"] == 0
         # The broker's Server Keep Alive replaces ours (its pings are what it expects).
         transport_object: Any = client._transport
@@ -184,3 +189,79 @@ async def test_a_slow_reader_loses_no_acknowledged_message(
             for i in range(10):
                 await publisher.publish(f"{topic}/0", str(i), qos=0)
             await _until(lambda: reader.get_stats()["messages_dropped"] == 10, 5.0)
+
+
+class _ConnackRewriter:
+    """A broker that says less than mosquitto can: a TCP relay in front of it that adds
+    properties to its MQTT 5 CONNACK (as EMQX or HiveMQ configured without wildcard or
+    shared subscriptions, or subscription identifiers, say)."""
+
+    def __init__(self, upstream_port: int, properties: dict[str, Any]) -> None:
+        self.upstream_port = upstream_port
+        self.properties = properties
+        self.port = 0
+        self.rewritten = 0
+
+    async def __aenter__(self) -> _ConnackRewriter:
+        from mqttquic import codec
+        from mqttquic._aio import read_packet
+
+        async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            connect = await read_packet(reader)
+            version = codec.decode_packet(connect).protocol_version
+            up_writer.write(connect)
+            connack = await read_packet(up_reader)
+            if version == 5:
+                packet = codec.decode_packet(connack, 5)
+                packet.properties = {**packet.properties, **self.properties}
+                connack = codec.encode(packet, 5)
+                self.rewritten += 1
+            writer.write(connack)
+
+            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+                try:
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
+                except ConnectionError:
+                    pass
+                finally:
+                    dst.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = await asyncio.start_server(relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+@TRANSPORTS
+async def test_subscriptions_the_broker_does_not_support_are_refused_before_sending(
+        mosquitto: Mosquitto, certs: CertificateFiles, transport: str, topic_root: str) -> None:
+    properties = {"wildcard_subscription_available": 0, "shared_subscription_available": 0,
+                  "subscription_identifier_available": 0}
+    async with _ConnackRewriter(mosquitto.port, properties) as broker:
+        config = gateway_config(mosquitto, certs)
+        config.upstream_port = broker.port
+        async with Gateway(config) as gateway, Client(client_config(
+                gateway, certs, transport=transport, protocol_version=5)) as client:
+            assert not client.server_limits.wildcard_subscription_available
+            cases: list[tuple[str, dict[str, Any] | None, int]] = [
+                (f"{topic_root}/+/t", None, 0xA2), (f"{topic_root}/#", None, 0xA2),
+                (f"$share/g/{topic_root}/t", None, 0x9E),
+                (f"{topic_root}/t", {"subscription_identifier": 5}, 0xA1)]
+            for topic_filter, props, code in cases:
+                with pytest.raises(SubscribeFailed) as refused:
+                    await client.subscribe(topic_filter, qos=1, properties=props)
+                assert refused.value.reason_code == code
+            # What it supports still works, on the same connection.
+            assert await client.subscribe(f"{topic_root}/t", qos=1) == [1]
+            await client.publish(f"{topic_root}/t", b"plain", qos=1)
+            [message] = await collect(client.messages(), 1, timeout=5)
+            assert message.payload == b"plain"
+            assert client.get_stats()["reconnect_count"] == 0
+        assert broker.rewritten >= 1
