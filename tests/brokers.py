@@ -114,6 +114,24 @@ class Mosquitto:
         self.process = None
 
 
+async def relay_both_ways(client: Any, upstream: Any) -> None:
+    """Copy bytes both ways between two (reader, writer) pairs until either side ends:
+    the body of the small relays the tests put in front of a broker."""
+    import asyncio
+
+    async def pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        except ConnectionError:
+            pass
+        finally:
+            dst.close()
+
+    await asyncio.gather(pipe(client[0], upstream[1]), pipe(upstream[0], client[1]))
+
+
 class FaultyProxy:
     """A TCP relay in front of a real broker that can slip bad bytes to its clients.
 

@@ -19,7 +19,7 @@ from mqttquic.errors import PublishFailed, SubscribeFailed
 from mqttquic.gateway import Gateway
 from mqttquic.message import Message
 
-from .brokers import Mosquitto
+from .brokers import Mosquitto, relay_both_ways
 from .conftest import client_config, gateway_config
 from .test_quic import collect
 from .test_recovery import _until
@@ -218,18 +218,7 @@ class _ConnackRewriter:
                 connack = codec.encode(packet, 5)
                 self.rewritten += 1
             writer.write(connack)
-
-            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                try:
-                    while data := await src.read(65536):
-                        dst.write(data)
-                        await dst.drain()
-                except ConnectionError:
-                    pass
-                finally:
-                    dst.close()
-
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await relay_both_ways((reader, writer), (up_reader, up_writer))
 
         self.server = await asyncio.start_server(relay, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]

@@ -35,7 +35,7 @@ from mqttquic.errors import ConnectError, ConnectionRefused, TLSFileError
 from mqttquic.gateway import Gateway, GatewayConfig, _GatewayConnection, _TicketStore
 from mqttquic.tickets import MAX_FILE_SIZE, TicketStore
 
-from .brokers import Mosquitto, start_child
+from .brokers import Mosquitto, relay_both_ways, start_child
 from .conftest import USERS, client_config, gateway_config
 from .test_recovery import UdpLink, _until
 from .test_tickets import make_ticket
@@ -411,18 +411,7 @@ class _TLS12Relay:
     async def __aenter__(self) -> _TLS12Relay:
         async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-
-            async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-                try:
-                    while data := await src.read(65536):
-                        dst.write(data)
-                        await dst.drain()
-                except ConnectionError:
-                    pass
-                finally:
-                    dst.close()
-
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+            await relay_both_ways((reader, writer), (up_reader, up_writer))
 
         self.server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=self.context)
         self.tcp_port = self.server.sockets[0].getsockname()[1]
