@@ -214,20 +214,25 @@ class Connector:
         if quic is None:
             raise ConnectError("MQTT over QUIC needs aioquic, which is not installed")
         config = config or self.config
-        ticket = None
+        tickets = self._tickets
         handler = None
         loop = asyncio.get_running_loop()
-        # File I/O off the event loop: the TLS files (a bad one raises TLSFileError before
-        # any packet) and the ticket, which is offered once, then forgotten, and only
-        # under the trust it was earned under.
-        tls = await loop.run_in_executor(None, load_tls_material, config, quic.ALPN)
-        if self._tickets is not None:
-            tickets = self._tickets
+
+        def read_files() -> tuple[Any, str, Any, float | None]:
+            # The TLS files (a bad one raises TLSFileError before any packet), then the
+            # ticket, offered once and only under the trust it was earned under.
+            tls = load_tls_material(config, quic.ALPN)
             key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host,
                                   tls.trust_id)
-            ticket, rtt = await loop.run_in_executor(None, tickets.take_resumption, key)
-            if rtt is not None:
-                self.path_rtt = rtt
+            if tickets is None:
+                return tls, key, None, None
+            return (tls, key, *tickets.take_resumption(key))
+
+        # File I/O off the event loop, in one trip to a worker thread.
+        tls, key, ticket, rtt = await loop.run_in_executor(None, read_files)
+        if rtt is not None:
+            self.path_rtt = rtt
+        if tickets is not None:
 
             def handler(new_ticket: Any, measured_rtt: float | None) -> None:
                 saving = loop.run_in_executor(None, tickets.save, key, new_ticket, measured_rtt)
