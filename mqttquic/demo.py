@@ -107,13 +107,16 @@ async def _scenario(broker: str, device_id: str, workdir: str, started: float) -
             # 3. UDP blocked: the QUIC listener goes away, the client falls back to TCP+TLS,
             #    and moves back to QUIC once the listener returns.
             await gateway.stop_quic()
-            _say("\nQUIC listener stopped (as if UDP were blocked)")
+            _say("\nQUIC listener stopped (nothing answers QUIC on that port any more)")
             async with Client(config(device_id, quic_probe_interval=0.5)) as device:
                 fallback = device.get_stats()
+                head_start = device.config.head_start
+                why = (f"QUIC had a {head_start * 1000:.0f} ms head start, then TCP+TLS raced it"
+                       " and won" if fallback["connect_time"] >= head_start else
+                       "the closed UDP port refused QUIC at once (ICMP port unreachable), so"
+                       f" TCP+TLS did not wait out the {head_start * 1000:.0f} ms head start")
                 _say(f"device   connected over {fallback['transport'].upper()} in"
-                     f" {fallback['connect_time'] * 1000:.1f} ms: QUIC had a"
-                     f" {device.config.head_start * 1000:.0f} ms head start, then TCP+TLS"
-                     f" raced it and won")
+                     f" {fallback['connect_time'] * 1000:.1f} ms: {why}")
                 await device.subscribe(f"device/{device_id}/commands/#", qos=1)
                 await device.publish(f"device/{device_id}/commands/ping", b"over TCP", qos=1)
                 message = await asyncio.wait_for(device.messages().__anext__(), 10)
