@@ -45,27 +45,25 @@ from aioquic.tls import SessionTicket
 from ._aio import quick_ack, read_packet
 from ._framing import Framer
 from ._handshake_probe import ProbeCarriesData
+from ._mqtt_quic import (
+    ALPN,
+    CONTROL_STREAM,
+    AppError,
+    end_stream,
+    send_or_drop,
+    until_acknowledged,
+)
 from ._resets import StatelessResets
 from .certs import generate_certificates, kept_identity
-from .codec import Connack, Connect, StreamDecoder, decode_packet, encode
+from .codec import Connack, Connect, Pingreq, StreamDecoder, decode_packet, encode
 from .errors import MalformedPacket, PacketTooLarge
 
 __all__ = ["GatewayConfig", "Gateway", "ALPN"]
 
 logger = logging.getLogger("mqttquic.gateway")
 
-ALPN = "mqtt"
-CONTROL_STREAM = 0
-# QUIC application error codes used when the gateway resets a stream.
-ERROR_TOO_MANY_STREAMS = 0x101  # clients take this one as final (transports.base)
-ERROR_BUFFER_FULL = 0x102
-ERROR_UPSTREAM = 0x103
-ERROR_PACKET_TOO_LARGE = 0x104
-ERROR_CONNECT_TIMEOUT = 0x105
-ERROR_TOO_MANY_CONNECTIONS = 0x106
-
 _PINGRESP = 13  # packet type
-_PINGREQ = b"\xc0\x00"
+_PINGREQ = encode(Pingreq())
 
 
 @dataclass
@@ -119,7 +117,7 @@ def _naming(kind: str, host: str, port: int) -> Iterator[None]:
         raise named from None
 
 
-class _TicketStore:
+class _SingleUseTickets:
     """Single-use TLS session tickets (a replayed ticket finds nothing)."""
 
     def __init__(self, limit: int = 10_000) -> None:
@@ -171,24 +169,24 @@ class _StreamRelay:
             try:
                 self.from_client_framer.feed(data)
             except MalformedPacket as exc:
-                connection.refuse_stream(self.stream_id, ERROR_PACKET_TOO_LARGE, str(exc))
+                connection.refuse_stream(self.stream_id, AppError.PACKET_TOO_LARGE, str(exc))
                 return
         if self.writer is None:
             self.pending.append(data)
             self.pending_size += len(data)
             if self.pending_size > config.max_buffer:
-                connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
+                connection.refuse_stream(self.stream_id, AppError.BUFFER_FULL,
                                          "buffer full before the upstream was ready")
                 return
         elif data:
             self.writer.write(data)
             self.last_upstream_write = asyncio.get_running_loop().time()
             if self.writer.transport.get_write_buffer_size() > config.max_buffer:
-                connection.refuse_stream(self.stream_id, ERROR_BUFFER_FULL,
+                connection.refuse_stream(self.stream_id, AppError.BUFFER_FULL,
                                          "upstream does not keep up")
                 return
         if data and connection.buffered() > connection.buffer_limit():
-            connection.close_for(ERROR_BUFFER_FULL, "connection buffers full")
+            connection.close_for(AppError.BUFFER_FULL, "connection buffers full")
             return
         if end_stream:
             self.client_finished = True
@@ -277,7 +275,7 @@ class _GatewayConnection(ProbeCarriesData):
             if relay is not None:
                 relay.close()
                 # End our side too, or the stream stays half-open and holds its slot.
-                self._end_stream(event.stream_id, 0)
+                end_stream(self._quic, event.stream_id, 0)
         elif isinstance(event, HandshakeCompleted):
             addr = self._quic._network_paths[0].addr if self._quic._network_paths else None
             self.peer = f"{addr[0]}:{addr[1]}" if addr else "?"
@@ -291,10 +289,8 @@ class _GatewayConnection(ProbeCarriesData):
     def send(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         if self._finished:
             return
-        try:
-            self._quic.send_stream_data(stream_id, data, end_stream)
-        except (AssertionError, ValueError, RuntimeError) as exc:  # stream finished or reset
-            logger.debug("dropping %d bytes for closed stream %d: %s", len(data), stream_id, exc)
+        if not send_or_drop(self._quic, stream_id, data, end_stream):
+            logger.debug("dropping %d bytes for closed stream %d", len(data), stream_id)
             return
         if end_stream:
             relay = self.relays.get(stream_id)
@@ -325,14 +321,10 @@ class _GatewayConnection(ProbeCarriesData):
             relay.close()
 
     async def wait_for_room(self, stream_id: int) -> None:
-        """Pause reading upstream while this stream has too much unsent data queued."""
-        limit = self.gateway.config.max_buffer
-        for _ in range(10_000):
-            stream = self._quic._streams.get(stream_id)
-            buffered = len(getattr(getattr(stream, "sender", None), "_buffer", b"")) if stream else 0
-            if buffered <= limit or self._finished:
-                return
-            await asyncio.sleep(0.005)
+        """Pause reading upstream (at most 50 s) while this stream holds more than
+        ``max_buffer`` bytes the client has not acknowledged."""
+        await until_acknowledged(self._quic, [stream_id], at_most=self.gateway.config.max_buffer,
+                                 within=50.0, give_up=lambda: self._finished)
 
     def refuse_stream(self, stream_id: int, code: int, why: str) -> None:
         """Reset a stream. Logged once per connection (a client opening streams in a loop
@@ -350,15 +342,8 @@ class _GatewayConnection(ProbeCarriesData):
         self._ended.add(stream_id)
         if relay is not None:
             relay.close()
-        self._end_stream(stream_id, code)
+        end_stream(self._quic, stream_id, code)
         self.transmit()
-
-    def _end_stream(self, stream_id: int, code: int) -> None:
-        try:
-            self._quic.reset_stream(stream_id, code)
-            self._quic.stop_stream(stream_id, code)
-        except (AssertionError, ValueError, RuntimeError):
-            pass
 
     def close_for(self, code: int, why: str) -> None:
         if self._finished:
@@ -369,7 +354,7 @@ class _GatewayConnection(ProbeCarriesData):
 
     def _connect_deadline(self) -> None:
         if not (self.connected.done() and not self.connected.exception()):
-            self.close_for(ERROR_CONNECT_TIMEOUT,
+            self.close_for(AppError.CONNECT_TIMEOUT,
                            f"no CONNECT accepted within {self.gateway.config.connect_timeout:g} s")
 
     def _stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
@@ -381,7 +366,7 @@ class _GatewayConnection(ProbeCarriesData):
             # parse, buffer and refuse stream after stream.
             self._received_early += len(data)
             if self._received_early > self.buffer_limit():
-                self.close_for(ERROR_BUFFER_FULL, f"more than {self.buffer_limit()} bytes"
+                self.close_for(AppError.BUFFER_FULL, f"more than {self.buffer_limit()} bytes"
                                " before the CONNECT was accepted")
                 return
         if stream_id in self._ended:
@@ -390,11 +375,11 @@ class _GatewayConnection(ProbeCarriesData):
         if relay is None:
             if stream_id % 4 != 0:
                 # Only client-initiated bidirectional streams carry MQTT.
-                self.refuse_stream(stream_id, ERROR_TOO_MANY_STREAMS, "not a bidirectional stream")
+                self.refuse_stream(stream_id, AppError.TOO_MANY_STREAMS, "not a bidirectional stream")
                 return
             data_streams = sum(1 for sid in self.relays if sid != CONTROL_STREAM)
             if stream_id != CONTROL_STREAM and data_streams >= self.gateway.config.max_data_streams:
-                self.refuse_stream(stream_id, ERROR_TOO_MANY_STREAMS,
+                self.refuse_stream(stream_id, AppError.TOO_MANY_STREAMS,
                                    f"more than {self.gateway.config.max_data_streams} data streams")
                 return
             relay = self.relays[stream_id] = _StreamRelay(self, stream_id)
@@ -418,7 +403,7 @@ class _GatewayConnection(ProbeCarriesData):
                 self.close_for(0x1, f"{type(packet).__name__.upper()} before CONNECT")
                 return False
         except MalformedPacket as exc:
-            self.close_for(ERROR_PACKET_TOO_LARGE if isinstance(exc, PacketTooLarge) else 0x1,
+            self.close_for(AppError.PACKET_TOO_LARGE if isinstance(exc, PacketTooLarge) else 0x1,
                            f"malformed control stream: {exc}")
             return False
         return True
@@ -454,7 +439,7 @@ class _GatewayConnection(ProbeCarriesData):
             self._fail_connected("upstream broker unreachable")
             await asyncio.sleep(0.5)
             if not self._finished:
-                self.close(error_code=ERROR_UPSTREAM, reason_phrase="upstream broker unreachable")
+                self.close(error_code=AppError.UPSTREAM, reason_phrase="upstream broker unreachable")
             return
         relay.attach(writer)
         try:
@@ -509,14 +494,14 @@ class _GatewayConnection(ProbeCarriesData):
         try:
             reader, writer = await self._open_upstream()
         except (TimeoutError, OSError) as exc:
-            self.refuse_stream(relay.stream_id, ERROR_UPSTREAM, f"upstream unreachable: {exc}")
+            self.refuse_stream(relay.stream_id, AppError.UPSTREAM, f"upstream unreachable: {exc}")
             return
         try:
             writer.write(encode(derived))
             reply = decode_packet(await read_packet(reader), connect.protocol_version)
             quick_ack(writer.get_extra_info("socket"))  # see _run_control
             if not isinstance(reply, Connack) or reply.reason_code:
-                self.refuse_stream(relay.stream_id, ERROR_UPSTREAM,
+                self.refuse_stream(relay.stream_id, AppError.UPSTREAM,
                                    f"data stream refused: {reply!r}")
                 writer.close()
                 return
@@ -528,7 +513,7 @@ class _GatewayConnection(ProbeCarriesData):
             self.send(relay.stream_id, b"", end_stream=True)
         except (asyncio.IncompleteReadError, ConnectionError, MalformedPacket) as exc:
             logger.info("data stream %d of %s ended: %s", relay.stream_id, self.peer, exc)
-            self.refuse_stream(relay.stream_id, ERROR_UPSTREAM, "upstream closed")
+            self.refuse_stream(relay.stream_id, AppError.UPSTREAM, "upstream closed")
         finally:
             writer.close()
             if relay.pinger is not None:
@@ -563,7 +548,7 @@ class Gateway:
         self.config = config or GatewayConfig()
         self._server: QuicServer | None = None
         self._tcp_server: asyncio.AbstractServer | None = None
-        self._tickets = _TicketStore()
+        self._tickets = _SingleUseTickets()
         self._connections: set[_GatewayConnection] = set()
         self._tcp_tasks: set[asyncio.Task[None]] = set()
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
@@ -678,7 +663,7 @@ class Gateway:
                        " refused so far", len(self._connections), self.refused_connections)
             # Closed once the server has attached it and read the client's Initial.
             asyncio.get_running_loop().call_soon(
-                connection.close_for, ERROR_TOO_MANY_CONNECTIONS, "too many connections")
+                connection.close_for, AppError.TOO_MANY_CONNECTIONS, "too many connections")
             return connection
         self._connections.add(connection)
         self.quic_connections += 1

@@ -19,11 +19,12 @@ from aioquic.asyncio.client import connect as quic_connect
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
 
 from mqttquic import codec
+from mqttquic._mqtt_quic import AppError
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
 from mqttquic.codec import Connack, Connect, Publish, Suback, Subscribe, Subscription
 from mqttquic.errors import ConnectError
-from mqttquic.gateway import ERROR_PACKET_TOO_LARGE, Gateway
+from mqttquic.gateway import Gateway
 
 from .brokers import Mosquitto, free_port
 from .conftest import client_config, gateway_config
@@ -109,7 +110,7 @@ async def test_a_huge_connect_closes_the_connection_at_its_header(
         raw.write(0, b"\x10" + codec.encode_varint(200_000_000) + os.urandom(60_000))
         assert await raw.until(lambda: raw.terminated is not None)
         assert raw.terminated is not None
-        assert raw.terminated.error_code == ERROR_PACKET_TOO_LARGE
+        assert raw.terminated.error_code == AppError.PACKET_TOO_LARGE
     assert gateway.upstream_connections == 0
 
 

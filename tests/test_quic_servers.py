@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from aioquic.quic.connection import Limit
 
+from mqttquic._mqtt_quic import CONTROL_STREAM
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
 from mqttquic.errors import MQTTQUICError, OperationTimeout, StreamLimitReached
-from mqttquic.gateway import CONTROL_STREAM, Gateway, _GatewayConnection
+from mqttquic.gateway import Gateway, _GatewayConnection
 
 from .brokers import Mosquitto
 from .conftest import client_config, gateway_config

@@ -32,7 +32,7 @@ from mqttquic.certs import CertificateFiles, generate_certificates, kept_identit
 from mqttquic.client import Client
 from mqttquic.config import ConnectionConfig
 from mqttquic.errors import ConnectError, ConnectionRefused, TLSFileError
-from mqttquic.gateway import Gateway, GatewayConfig, _GatewayConnection, _TicketStore
+from mqttquic.gateway import Gateway, GatewayConfig, _GatewayConnection, _SingleUseTickets
 from mqttquic.tickets import MAX_FILE_SIZE, TicketStore
 
 from .brokers import Mosquitto, relay_both_ways, start_child
@@ -56,7 +56,7 @@ class _Recording(_GatewayConnection):
         super().quic_event_received(event)
 
 
-class _ReusableTickets(_TicketStore):
+class _ReusableTickets(_SingleUseTickets):
     """Session tickets a server accepts any number of times (ours accepts each once)."""
 
     def pop(self, label: bytes) -> Any:

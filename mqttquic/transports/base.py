@@ -15,10 +15,6 @@ from ..message import Message
 # PublishFailed and StreamRefused live in errors; they are re-exported here, where they began.
 __all__ = ["Transport", "PublishFailed", "StreamRefused", "connect_packet"]
 
-# QUIC application error code with which a server refuses a stream for good
-# (the gateway: more data streams than it allows).
-STREAM_LIMIT_ERROR = 0x101
-
 _NO_LIMITS = ServerLimits()
 
 

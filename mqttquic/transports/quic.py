@@ -39,6 +39,7 @@ from aioquic.tls import SessionTicket
 
 from .. import events as ev
 from .._handshake_probe import ProbeCarriesData
+from .._mqtt_quic import ALPN, AppError, end_stream, send_or_drop, until_acknowledged
 from .._resets import is_stateless_reset
 from .._tls import TLSMaterial, load_tls_material
 from ..codec import Connect, Subscription, Will
@@ -57,13 +58,12 @@ from ..limits import ServerLimits
 from ..message import Message
 from ..reason_codes import reason_code_name
 from ..session import CONTROL, Session
-from .base import STREAM_LIMIT_ERROR, Transport, connect_packet
+from .base import Transport, connect_packet
 
 __all__ = ["ALPN", "MQTTQuicAdvancedProtocol", "connect_quic", "quic_configuration"]
 
 logger = logging.getLogger("mqttquic.quic")
 
-ALPN = "mqtt"
 
 # A persistent session's unfinished business, from one connection to the next.
 Carry = tuple[Session, dict[tuple[int, int], "asyncio.Future[Any]"]]
@@ -421,9 +421,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     async def _delivered(self, stream_ids: Iterable[int]) -> None:
         """Wait, briefly (at most 4 RTT, and 1 s), until the server has acknowledged
         every byte sent on ``stream_ids``."""
-        deadline = self._loop.time() + min(1.0, 4 * self._rtt)
-        while self._unacknowledged_stream_data(stream_ids) and self._loop.time() < deadline:
-            await asyncio.sleep(0.005)
+        await until_acknowledged(self._quic, stream_ids, within=min(1.0, 4 * self._rtt))
 
     async def wait_closed(self) -> None:
         """aioquic waits out the closing period (3 PTO, about 100 ms on loopback) after
@@ -454,15 +452,6 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             self.refused.set_result(None)
         else:
             logger.debug("ICMP error on the QUIC socket ignored: %s", exc)
-
-    def _unacknowledged_stream_data(self, stream_ids: Iterable[int]) -> bool:
-        streams = self._quic._streams
-        for stream_id in stream_ids:
-            stream = streams.get(stream_id)
-            # aioquic drops acknowledged bytes from the front of the send buffer.
-            if stream is not None and stream.sender._buffer_start < stream.sender._buffer_stop:
-                return True
-        return False
 
     async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
         """Move this connection to a new UDP socket, keeping the QUIC connection and the
@@ -575,10 +564,8 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             return
         wrote = False
         for stream_id, data in session.data_to_send():
-            try:
-                self._quic.send_stream_data(stream_id, data)
-            except (AssertionError, ValueError, RuntimeError) as exc:
-                logger.warning("stream %d cannot carry %d more bytes: %s", stream_id, len(data), exc)
+            if not send_or_drop(self._quic, stream_id, data):
+                logger.warning("stream %d cannot carry %d more bytes: it ended", stream_id, len(data))
                 continue
             wrote = True
         if wrote:
@@ -750,15 +737,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         all used no new stream can open."""
         if stream_id == self.control_stream or self._lost:
             return
-        try:
-            if reset:
-                self._quic.reset_stream(stream_id, 0)
-                self._quic.stop_stream(stream_id, 0)
-            else:
-                self._quic.send_stream_data(stream_id, b"", end_stream=True)
-        except (AssertionError, ValueError, RuntimeError):
-            return  # ended already (or never opened on our side)
-        self._transmit_soon()
+        ended = (end_stream(self._quic, stream_id, 0) if reset
+                 else send_or_drop(self._quic, stream_id, b"", end=True))
+        if ended:  # else it had ended already (or never opened on our side)
+            self._transmit_soon()
 
     def _stream_closed(self, stream_id: int, why: str, error_code: int | None = None, *,
                        closed_by_session: bool = False) -> None:
@@ -777,7 +759,7 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         self.streams.pop(stream_id, None)
         for topic in [t for t, s in self._topic_streams.items() if s == stream_id]:
             del self._topic_streams[topic]
-        kind = StreamRefused if error_code == STREAM_LIMIT_ERROR else ConnectError
+        kind = StreamRefused if error_code == AppError.TOO_MANY_STREAMS else ConnectError
         for key in [k for k in self._waiters if k[0] == stream_id]:
             future = self._waiters.pop(key)
             if not future.done():
