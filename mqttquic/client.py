@@ -236,10 +236,7 @@ class Client:
         transport = self._connector.transport
         if transport is None or not transport.is_connected:
             raise ConnectError("not connected")
-        migrate = getattr(transport, "migrate", None)
-        if migrate is None:
-            raise ConnectError("a TCP+TLS connection cannot migrate to a new address")
-        await migrate(local_host, timeout)
+        await transport.migrate(local_host, timeout)
         self.stats.migrations += 1
 
     @property

@@ -356,9 +356,7 @@ class Connector:
             return
         if decision == "ignore":
             return
-        carry_over = getattr(transport, "carry_over", None)
-        if carry_over is not None:
-            self._carry = carry_over()
+        self._carry = transport.carry_over()
         self._quic_suspect = isinstance(exc, PathDead)
         self._up.clear()
         if decision == "reconnect":

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
-from ..errors import PublishFailed, StreamRefused
+from ..errors import ConnectError, PublishFailed, StreamRefused
 from ..limits import ServerLimits
 from ..message import Message
 
@@ -99,6 +99,17 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def abort(self) -> None:
         """Close at once, without DISCONNECT."""
+
+    async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
+        """Move the connection to a new local socket (QUIC). A transport that cannot
+        raises ConnectError: it reconnects by itself when its network is gone."""
+        name = "TCP+TLS" if self.transport_type is TransportType.TCP_TLS else "this"
+        raise ConnectError(f"a {name} connection cannot migrate to a new address")
+
+    def carry_over(self) -> Any:
+        """What a persistent session hands to its next connection when this one is lost
+        (QUIC: its unfinished QoS 1/2 flows), or None."""
+        return None
 
     @property
     @abc.abstractmethod

@@ -466,7 +466,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
         if self._lost or self._closing or self._transport is None:
             raise ConnectError("not connected")
         old = self._transport
-        new = await _new_socket_transport(self, local_host)  # connection_made: now current
+        try:
+            new = await _new_socket_transport(self, local_host)  # connection_made: now current
+        except OSError as exc:
+            raise ConnectError(f"cannot open a socket for the new path: {exc}") from exc
         self._quic.change_connection_id()
         self._ping_uid += 1
         uid = self._ping_uid
