@@ -351,7 +351,8 @@ class Connector:
         decision = self.policy.lost(time.monotonic(), planned)
         if planned and not self.policy.is_closed:
             # Publishes wait for the QUIC connection; the probe reconnects if it fails.
-            self.logger.debug("TCP+TLS connection replaced by QUIC (%s)", exc)
+            self.logger.info("TCP+TLS connection closed by the broker for the move to QUIC (%s)",
+                             exc)
             self._up.clear()
             return
         if decision == "ignore":

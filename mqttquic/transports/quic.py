@@ -775,11 +775,10 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
     def _connection_lost(self, exc: ConnectError) -> None:
         if self._lost:
             return
-        was_connected = self.session is not None and self.session.state == "connected"
         self._lost = True
-        # Reported once, by whoever waits for it: the connector logs a lost connection
-        # (and what it does next); a probe or a lost race is not a loss.
-        logger.log(logging.INFO if was_connected else logging.DEBUG, "%s", exc)
+        # Reported, not logged: the connector logs a lost connection once, with what it
+        # does next (a probe or a lost race is no loss at all).
+        logger.debug("QUIC connection ended: %s", exc)
         self._cancel_timers()
         self._fail_waiters(exc)
         if not self._closing:

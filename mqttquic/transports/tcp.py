@@ -287,10 +287,9 @@ class PahoTransport(Transport):
         if not self._disconnected.done():
             self._disconnected.set_result(None)
         if was_connected and not self._closing:
-            if self.handing_over:
-                logger.info("TCP+TLS connection closed by the broker for the move to QUIC")
-            else:
-                logger.warning("%s", error)
+            # Reported, not logged: the connector logs a loss once, with what it does next
+            # (and a planned move to QUIC quietly).
+            logger.debug("%s", error)
             self.on_lost(error)
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode,
