@@ -13,7 +13,6 @@ __all__ = [
     "MQTTQUICError",
     "MalformedPacket",
     "PacketTooLarge",
-    "ProtocolError",
     "ConnectError",
     "ConnectionRefused",
     "TLSFileError",
@@ -51,10 +50,6 @@ class MalformedPacket(MQTTQUICError, ValueError):
 
 class PacketTooLarge(MalformedPacket):
     """A packet announced a size above the configured maximum packet size."""
-
-
-class ProtocolError(MQTTQUICError):
-    """The peer sent a well-formed packet that is not allowed at this point."""
 
 
 class ConnectError(MQTTQUICError):

@@ -109,7 +109,6 @@ class Session:
         self.max_packet_size = max_packet_size
         self.state = "new"  # new -> connecting -> connected -> closed
         self.session_present = False
-        self.connack_properties: dict[str, Any] = {}
         # What the broker's CONNACK allows; nothing beyond it is sent (MQTT-3.2.2-11).
         self.limits = ServerLimits()
         # A publish above the broker's Maximum QoS: sent at the maximum (True), or refused.
@@ -421,7 +420,6 @@ class Session:
             return
         self.state = "connected"
         self.session_present = packet.session_present
-        self.connack_properties = packet.properties
         self.limits = ServerLimits.from_connack(packet.properties)
         self.send_quota = self.limits.receive_maximum
         if self.limits.server_keep_alive is not None:

@@ -264,18 +264,6 @@ class MQTTQuicAdvancedProtocol(ProbeCarriesData, Transport):
             return None
         return topic
 
-    def mqtt_subscribe(self, subscriptions: list[Subscription],
-                       properties: dict[str, Any] | None = None) -> tuple[int, int]:
-        """SUBSCRIBE on the stream of the first filter: ``(stream_id, packet_id)``.
-
-        Messages for these subscriptions arrive on that stream."""
-        session = self._require_session()
-        stream_id = self._get_or_create_stream(subscriptions[0].topic_filter)
-        packet_id = session.subscribe(subscriptions, channel=stream_id, properties=properties,
-                                      now=self._loop.time())
-        self._flush()
-        return stream_id, packet_id
-
     def _get_or_create_stream(self, topic: str | None) -> int:
         """The stream for ``topic``: its own while the pool has room, then shared by hash.
 
