@@ -426,7 +426,6 @@ class Client:
                 if not message.qos:
                     # QoS 0 promised nothing: dropped, and counted (get_stats).
                     self.messages_dropped += 1
-                    stats.messages_dropped = self.messages_dropped
                     if self.messages_dropped % 1000 == 1:
                         self.logger.warning(
                             "message queue full (%d): QoS 0 message dropped (%d so far);"
@@ -462,6 +461,7 @@ class Client:
         else:
             stats.connected = False
             stats.streams_open = 0
+        stats.messages_dropped = self.messages_dropped
         return stats.as_dict()
 
     @property
