@@ -86,8 +86,6 @@ class Connector:
         # client id, makes the broker drop it, and that is no reason to reconnect.
         self._handing_over: Transport | None = None
         self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
-        # Ticket writes in worker threads, kept until done (close() waits for them).
-        self._ticket_writes: set[asyncio.Future[Any]] = set()
         # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
         self._carry: Any = None
         # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
@@ -132,8 +130,8 @@ class Connector:
             await transport.disconnect(reason_code, properties)
         self._drop_carry(ConnectError("the client is disconnected"))
         self._up.set()
-        if self._ticket_writes:  # the next connect resumes from what they write
-            await asyncio.wait(set(self._ticket_writes), timeout=2.0)
+        if self._tickets is not None:
+            await self._tickets.saved()
 
     async def ready(self) -> Transport:
         """The connected transport; while reconnecting, wait for it (a bounded number of
@@ -235,9 +233,7 @@ class Connector:
         if tickets is not None:
 
             def handler(new_ticket: Any, measured_rtt: float | None) -> None:
-                saving = loop.run_in_executor(None, tickets.save, key, new_ticket, measured_rtt)
-                self._ticket_writes.add(saving)
-                saving.add_done_callback(self._ticket_writes.discard)
+                tickets.save_soon(key, new_ticket, measured_rtt)
         transport: Transport = await quic.connect_quic(
             config, will=self._will(), properties=self._connect_properties(), tls=tls,
             session_ticket=ticket, ticket_handler=handler, adopt=self._carry,

@@ -17,12 +17,13 @@ ticket's secret, not by its certificate. So a file that another user owns or may
 write is ignored (with a warning), as a planted ticket would let a server the
 client would otherwise refuse receive its CONNECT and password; a file larger
 than any real one is ignored too; and a ticket is used once (``take``). The
-client calls this class from a worker thread, off the event loop; a lock keeps
-the read-modify-write of concurrent connections whole.
+file is read and written in worker threads, off the event loop (``save_soon``,
+``saved``); a lock keeps the read-modify-write of concurrent connections whole.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime
@@ -92,6 +93,21 @@ class TicketStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()
+        # Writes under way in worker threads (save_soon), kept until done.
+        self._writes: set[asyncio.Future[None]] = set()
+
+    def save_soon(self, key: str, ticket: SessionTicket, rtt: float | None = None) -> None:
+        """``save`` in a worker thread, off the event loop (aioquic hands the ticket over
+        in a callback on the loop); ``saved()`` waits for it."""
+        writing = asyncio.get_running_loop().run_in_executor(None, self.save, key, ticket, rtt)
+        self._writes.add(writing)
+        writing.add_done_callback(self._writes.discard)
+
+    async def saved(self, timeout: float = 2.0) -> None:
+        """Wait (at most ``timeout`` s) for the writes under way: the next connect resumes
+        from what they write."""
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout)
 
     @staticmethod
     def key(host: str, port: int, server_name: str, trust_id: str) -> str:
