@@ -20,6 +20,7 @@ from .errors import (
     PacketTooLarge,
     PathDead,
     PublishFailed,
+    StreamClosed,
     StreamLimitReached,
     StreamRefused,
     SubscribeFailed,
@@ -52,7 +53,7 @@ __all__ = [
     "topic_matches",
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
-    "StreamRefused", "OfflineQueueFull", "PathDead", "TLSFileError",
+    "StreamClosed", "StreamRefused", "OfflineQueueFull", "PathDead", "TLSFileError",
     "SubscribeFailed",
 ]
 

@@ -16,18 +16,18 @@ the oldest unacknowledged application packets as lost, without a congestion even
 in the same datagram as the CRYPTO data. Only as many as fit the probe's two datagrams
 are taken, oldest first.
 
-This reaches into aioquic's loss recovery (``_loss``); when that is not what this module
-expects, it does nothing and aioquic's own timing applies.
+aioquic's loss recovery is read through ``_aioquic``; when it is not what that module
+expects, this does nothing and aioquic's own timing applies.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.connection import QuicConnection
+
+from . import _aioquic
 
 logger = logging.getLogger("mqttquic.quic")
 
@@ -37,51 +37,26 @@ PROBE_BYTES = 2 * 1200
 
 def handle_timer(quic: QuicConnection, now: float) -> None:
     """``quic.handle_timer(now)``, and the application data re-sent with a handshake PTO."""
-    loss: Any = getattr(quic, "_loss", None)
-    probes_before = getattr(loss, "_pto_count", None)
+    probes_before = _aioquic.probe_count(quic)
     quic.handle_timer(now=now)
-    if (probes_before is not None and getattr(loss, "_pto_count", probes_before) > probes_before
-            and not getattr(loss, "handshake_confirmed", True)):
+    probes_after = _aioquic.probe_count(quic)
+    if (probes_before is not None and probes_after is not None and probes_after > probes_before
+            and not _aioquic.handshake_confirmed(quic)):
         resend_with_probe(quic, now)
 
 
 def resend_with_probe(quic: QuicConnection, now: float) -> int:
     """Schedule the oldest unacknowledged application packets again; how many."""
-    loss: Any = getattr(quic, "_loss", None)
-    spaces = getattr(loss, "spaces", None)
-    if loss is None or not spaces:
+    space, packets = _aioquic.early_application_packets(quic, PROBE_BYTES)
+    if not packets:
         return 0
-    for space in spaces:
-        if not getattr(space, "is_application_data", False):
-            continue
-        packets: list[Any] = []
-        size = 0
-        for packet in space.sent_packets.values():  # in packet number order
-            if packet.is_ack_eliciting:
-                size += packet.sent_bytes
-                if packets and size > PROBE_BYTES:
-                    break
-                packets.append(packet)
-        if not packets:
-            return 0
-        lost = loss._on_packets_lost
-        if "congestion_event" in inspect.signature(lost).parameters:
-            lost(congestion_event=False, now=now, packets=packets, space=space)
-        else:  # older aioquic: the loss also shrinks the congestion window
-            lost(now=now, packets=packets, space=space)
-        logger.debug("handshake probe: re-sending %d early application packet(s)", len(packets))
-        return len(packets)
-    return 0
+    _aioquic.declare_lost(quic, space, packets, now)
+    logger.debug("handshake probe: re-sending %d early application packet(s)", len(packets))
+    return len(packets)
 
 
 class ProbeCarriesData(QuicConnectionProtocol):
     """A protocol whose timer goes through :func:`handle_timer` (client and gateway)."""
 
     def _handle_timer(self) -> None:
-        # aioquic's own _handle_timer, with the one call replaced.
-        now = max(self._timer_at or 0.0, self._loop.time())
-        self._timer = None
-        self._timer_at = None
-        handle_timer(self._quic, now)
-        self._process_events()
-        self.transmit()
+        _aioquic.run_timer(self, handle_timer)

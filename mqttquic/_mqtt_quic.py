@@ -3,8 +3,8 @@
 The ALPN, the control stream's id, the application error codes with which a server
 resets streams and closes connections, and the three things both ends do to aioquic
 streams: send (or learn that the stream is gone), end a stream in both directions, and
-wait until what was sent has been acknowledged. The last reads aioquic's send buffer,
-which aioquic keeps private: here, once, defensively.
+wait until what was sent has been acknowledged (aioquic's send buffer, read through
+``_aioquic``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import enum
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._aioquic import unacknowledged_bytes
+
 __all__ = ["ALPN", "CONTROL_STREAM", "AppError", "end_stream", "send_or_drop",
-           "unacknowledged_bytes", "until_acknowledged"]
+           "until_acknowledged"]
 
 ALPN = "mqtt"
 # The first client-initiated bidirectional stream: CONNECT, PINGREQ, DISCONNECT.
@@ -56,16 +58,6 @@ def end_stream(quic: Any, stream_id: int, code: int) -> bool:
     except _STREAM_GONE:
         return False
     return True
-
-
-def unacknowledged_bytes(quic: Any, stream_id: int) -> int:
-    """Bytes queued on a stream that the peer has not acknowledged yet (aioquic drops
-    acknowledged bytes from the front of its send buffer); 0 for a stream it forgot."""
-    stream = getattr(quic, "_streams", {}).get(stream_id)
-    sender = getattr(stream, "sender", None)
-    start = getattr(sender, "_buffer_start", 0)
-    stop = getattr(sender, "_buffer_stop", 0)
-    return max(0, stop - start)
 
 
 async def until_acknowledged(quic: Any, stream_ids: Iterable[int], *, at_most: int = 0,

@@ -22,6 +22,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import _aioquic
+
 __all__ = ["StatelessResets", "is_stateless_reset", "load_or_create_key"]
 
 logger = logging.getLogger("mqttquic.gateway")
@@ -49,17 +51,15 @@ class StatelessResets:
     def adopt(self, quic: Any) -> None:
         """Make an aioquic server connection hand out tokens derived from the key (it
         draws random ones), for the connection IDs it has and those it makes later."""
-        for connection_id in quic._host_cids:
-            connection_id.stateless_reset_token = self.token(connection_id.cid)
-        replenish = quic._replenish_connection_ids
 
-        def replenish_with_our_tokens() -> None:
-            replenish()
-            for connection_id in quic._host_cids:
+        def use_our_tokens() -> None:
+            for connection_id in _aioquic.host_connection_ids(quic):
                 if not connection_id.was_sent:
                     connection_id.stateless_reset_token = self.token(connection_id.cid)
 
-        quic._replenish_connection_ids = replenish_with_our_tokens
+        for connection_id in _aioquic.host_connection_ids(quic):
+            connection_id.stateless_reset_token = self.token(connection_id.cid)
+        _aioquic.on_new_connection_ids(quic, use_our_tokens)
 
     def reset_for(self, datagram: bytes, cid_length: int) -> bytes | None:
         """The stateless reset answering ``datagram`` (a short-header packet for a

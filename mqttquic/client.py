@@ -279,10 +279,6 @@ class Client:
     def is_connected(self) -> bool:
         return self._connector.is_connected
 
-    @property
-    def _transport(self) -> Transport | None:
-        return self._connector.transport
-
     # --- publishing -------------------------------------------------------------------------------
 
     async def publish(self, topic: str, payload: Any = b"", qos: int = 0, retain: bool = False,

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from ._aio import within
+from ._inflight import Carry
 from ._tls import load_tls_material
 from .codec import Subscription, Will
 from .config import ConnectionConfig, TransportType
@@ -87,7 +88,7 @@ class Connector:
         self._handing_over: Transport | None = None
         self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
         # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
-        self._carry: Any = None
+        self._carry: Carry | None = None
         # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
         self.early: list[EarlyMessage] = []
         self._warned_no_aioquic = False
@@ -366,9 +367,7 @@ class Connector:
     def _drop_carry(self, exc: BaseException) -> None:
         carry, self._carry = self._carry, None
         if carry is not None:
-            for future in carry[1].values():
-                if not future.done():
-                    future.set_exception(exc)
+            carry.drop(exc)
 
     def _fail(self, exc: BaseException) -> None:
         """No more connections: wake everything that waits, with ``exc``."""

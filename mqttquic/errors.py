@@ -18,6 +18,7 @@ __all__ = [
     "TLSFileError",
     "OperationTimeout",
     "StreamLimitReached",
+    "StreamClosed",
     "StreamRefused",
     "PublishFailed",
     "SubscribeFailed",
@@ -94,7 +95,18 @@ class StreamLimitReached(OperationTimeout):
     """The QUIC server granted no stream credit for a new data stream in time."""
 
 
-class StreamRefused(ConnectError):
+class StreamClosed(ConnectError):
+    """A QUIC data stream ended under a request while its connection went on: the
+    server finished or reset it (``error_code``: the reset's application error code,
+    None for a finish), or what arrived on it was malformed. Whether the request is at
+    fault is the policy's question (``policy.PublishAttempts``)."""
+
+    def __init__(self, message: str, error_code: int | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+
+class StreamRefused(StreamClosed):
     """The server refused a QUIC data stream for good (too many streams): no retry."""
 
 

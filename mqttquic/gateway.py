@@ -42,6 +42,7 @@ from aioquic.quic.events import (
 )
 from aioquic.tls import SessionTicket
 
+from . import _aioquic
 from ._aio import quick_ack, read_packet
 from ._framing import Framer
 from ._handshake_probe import ProbeCarriesData
@@ -277,7 +278,7 @@ class _GatewayConnection(ProbeCarriesData):
                 # End our side too, or the stream stays half-open and holds its slot.
                 end_stream(self._quic, event.stream_id, 0)
         elif isinstance(event, HandshakeCompleted):
-            addr = self._quic._network_paths[0].addr if self._quic._network_paths else None
+            addr = _aioquic.peer_address(self._quic)
             self.peer = f"{addr[0]}:{addr[1]}" if addr else "?"
             logger.info("QUIC handshake with %s (resumed=%s, 0-RTT accepted=%s)", self.peer,
                         event.session_resumed, event.early_data_accepted)
@@ -619,7 +620,7 @@ class Gateway:
                                        create_protocol=factory,
                                        session_ticket_fetcher=self._tickets.pop,
                                        session_ticket_handler=self._tickets.add)
-        transport = self._server._transport
+        transport = _aioquic.server_socket(self._server)
         assert transport is not None
         self.quic_port = transport.get_extra_info("sockname")[1]
         self._answer_unknown_connections(self._server, configuration.connection_id_length)
@@ -632,10 +633,11 @@ class Gateway:
 
         def datagram_received(data: bytes | str, addr: Any) -> None:
             if (isinstance(data, bytes) and data and not data[0] & 0x80
-                    and data[1:1 + cid_length] not in server._protocols):
+                    and not _aioquic.server_knows(server, data[1:1 + cid_length])):
                 reset = resets.reset_for(data, cid_length)
-                if reset is not None and server._transport is not None:
-                    server._transport.sendto(reset, addr)
+                listener = _aioquic.server_socket(server)
+                if reset is not None and listener is not None:
+                    listener.sendto(reset, addr)
                 return
             receive(data, addr)
 

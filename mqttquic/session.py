@@ -246,6 +246,15 @@ class Session:
         self._send(CONTROL, Pingreq(), now)
         self._ping_sent_at = now
 
+    def ping(self, now: float) -> None:
+        """Send a PINGREQ now, unless one waits for its PINGRESP already: the PongReceived
+        event shows that the broker still serves the session. Unanswered, it ends the
+        session as the keepalive's would (KeepaliveTimeout after ``ping_timeout``)."""
+        self._check_open()
+        if self.state == "connected" and self._ping_sent_at is None:
+            self._send(CONTROL, Pingreq(), now)
+            self._ping_sent_at = now
+
     def acknowledge(self, channel: int, packet_id: int, now: float = 0.0) -> None:
         """The application took the QoS 1/2 message ``packet_id`` of ``channel``: send its
         PUBACK (QoS 1) or PUBREC (QoS 2). Nothing when the channel or session is gone (a

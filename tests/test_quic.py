@@ -99,9 +99,8 @@ async def test_publish_parallel_three_topics_three_streams(gateway: Any, certs: 
                  for i, name in enumerate(["temperature", "humidity", "pressure"])]
         results = await client.publish_parallel(batch)
         assert results == {item["topic"]: True for item in batch}
-        transport: Any = client._transport
-        streams = {transport._topic_streams[item["topic"]] for item in batch}
-        assert len(streams) == 3 and transport.control_stream not in streams
+        transport: Any = client._connector.transport
+        assert sorted(transport.streams.values()) == sorted([f"{topic_root}/#", *results])
         got = await collect(messages, 3)
         assert sorted(m.json()["value"] for m in got) == [0, 1, 2]
         assert client.get_stats()["streams_open"] == 5  # control, subscription, three topics
@@ -113,9 +112,9 @@ async def test_subscription_on_a_data_stream_receives_on_it(gateway: Any, certs:
         messages = client.messages()
         await client.subscribe(f"{topic_root}/a", qos=1)
         await client.subscribe(f"{topic_root}/b", qos=1)
-        transport: Any = client._transport
-        stream_a = transport._topic_streams[f"{topic_root}/a"]
-        stream_b = transport._topic_streams[f"{topic_root}/b"]
+        transport: Any = client._connector.transport
+        stream_of = {topic: stream_id for stream_id, topic in transport.streams.items()}
+        stream_a, stream_b = stream_of[f"{topic_root}/a"], stream_of[f"{topic_root}/b"]
         assert len({stream_a, stream_b, transport.control_stream}) == 3
         await client.publish(f"{topic_root}/b", b"to b", qos=1)
         await client.publish(f"{topic_root}/a", b"to a", qos=1)
@@ -157,9 +156,8 @@ async def test_unsubscribe_codes_follow_the_filters_order(gateway: Any, certs: C
         await client.subscribe(subscribed, qos=1)
         filters = [subscribed[0], f"{topic_root}/never0", subscribed[1], f"{topic_root}/never1",
                    subscribed[2]]
-        transport: Any = client._transport
-        assert len({transport._get_or_create_stream(f) for f in filters}) == 2
         codes = await client.unsubscribe(filters)
+        assert len(client._connector.transport.streams) == 2  # the filters shared them
         assert codes == [0x00, 0x11, 0x00, 0x11, 0x00]  # Success / No subscription existed
 
 
@@ -183,12 +181,10 @@ async def test_stream_pool_is_bounded_and_shared_by_hash(gateway: Any, certs: Ce
         results = await client.publish_parallel([{"topic": t, "payload": b"x", "qos": 1}
                                                  for t in topics])
         assert all(results.values())
-        transport: Any = client._transport
-        assert len(set(transport._topic_streams.values())) == 2
-        # Stable: the same topic keeps its stream.
-        before = dict(transport._topic_streams)
+        transport: Any = client._connector.transport
+        assert len(transport.streams) == 2
         await client.publish(topics[0], b"again", qos=1)
-        assert transport._topic_streams == before
+        assert len(transport.streams) == 2  # its stream again (which one: tests/test_streams.py)
 
 
 @VERSIONS

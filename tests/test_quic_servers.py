@@ -154,10 +154,10 @@ async def test_a_short_server_idle_timeout_does_not_close_a_quiet_connection(
     config.idle_timeout = 2.0
     async with Gateway(config) as server:
         async with Client(client_config(server, certs, transport="quic", keepalive=60)) as client:
-            first = client._transport
+            first = client._connector.transport
             await client.subscribe(f"{topic_root}/t", qos=1)
             await asyncio.sleep(4.5)  # more than 2x the server's idle timeout, in silence
-            assert client._transport is first and first is not None and first.is_connected
+            assert client._connector.transport is first and first is not None and first.is_connected
             assert client.get_stats()["reconnect_count"] == 0
             assert server.quic_connections == 1
             await client.publish(f"{topic_root}/t", b"still here", qos=1)

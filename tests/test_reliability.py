@@ -194,10 +194,10 @@ async def test_a_disconnect_on_one_data_stream_ends_that_stream_not_the_connecti
     config = client_config(strict_gateway, certs, transport="quic", protocol_version=5)
     async with Client(config) as client:
         await client.subscribe(f"{topic_root}/other", qos=1)
-        first = client._transport
+        first = client._connector.transport
         with pytest.raises(PublishFailed):
             await asyncio.wait_for(client.publish(f"{topic_root}/q2", b"x", qos=2), 30)
-        assert client._transport is first and client.get_stats()["reconnect_count"] == 0
+        assert client._connector.transport is first and client.get_stats()["reconnect_count"] == 0
         await client.publish(f"{topic_root}/other", b"still subscribed", qos=1)
         [message] = await collect(client.messages(), 1)
         assert message.payload == b"still subscribed"
@@ -294,11 +294,11 @@ async def test_connect_quic_and_tcp_fallback_return_true_and_keep_the_connection
         gateway: Gateway, certs: CertificateFiles) -> None:
     client = Client(client_config(gateway, certs))
     assert await client.connect_quic() is True
-    first = client._transport
+    first = client._connector.transport
     # The seed's flow: `if not await client.connect_quic(): await client.connect_tcp_fallback()`
     assert await client.connect_quic() is True
     assert await client.connect_tcp_fallback() is True
-    assert client._transport is first and client.is_connected
+    assert client._connector.transport is first and client.is_connected
     assert (gateway.quic_connections, gateway.tcp_connections) == (1, 0)
     await client.disconnect()
 
@@ -379,6 +379,6 @@ async def test_the_next_connect_starts_from_the_paths_measured_rtt(
     [entry] = json.loads(ticket_file.read_text())["tickets"].values()
     assert 0 < entry["path_rtt"] < 1
     async with Client(config) as client:
-        transport: Any = client._transport
+        transport: Any = client._connector.transport
         # aioquic's first retransmission timer follows it (not below 10 ms), not 100 ms.
         assert transport._quic._loss._rtt_initial == max(0.01, entry["path_rtt"])

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
+from .._inflight import Carry
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..errors import ConnectError, PublishFailed, StreamRefused
@@ -106,10 +107,17 @@ class Transport(abc.ABC):
         name = "TCP+TLS" if self.transport_type is TransportType.TCP_TLS else "this"
         raise ConnectError(f"a {name} connection cannot migrate to a new address")
 
-    def carry_over(self) -> Any:
+    def carry_over(self) -> Carry | None:
         """What a persistent session hands to its next connection when this one is lost
         (QUIC: its unfinished QoS 1/2 flows), or None."""
         return None
+
+    async def confirm_alive(self, within: float) -> bool:
+        """Whether the connection still carries the session: after one of its streams
+        ended, a round trip on the control channel (QUIC) tells a stream that failed
+        from a connection that is going away. False when it ends or does not answer
+        ``within`` seconds."""
+        return self.is_connected
 
     @property
     @abc.abstractmethod
