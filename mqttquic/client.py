@@ -26,11 +26,12 @@ from .errors import (
     OfflineQueueFull,
     OperationTimeout,
     PublishFailed,
+    StreamClosed,
     StreamRefused,
 )
 from .limits import ServerLimits
 from .message import Message, payload_bytes
-from .policy import STREAM_FAILURE_SETTLE, PublishAttempts
+from .policy import CONFIRM_ALIVE_WITHIN, NoWait, PublishAttempts
 from .transports.base import Transport, connect_packet
 
 __all__ = ["Client", "MQTTQUICAdvancedClient", "Messages", "OfflineQueueFull"]
@@ -40,6 +41,8 @@ _logger = logging.getLogger("mqttquic.client")
 SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
 _CLOSED = object()  # ends messages() iterators
+# A publish cut off while the client is in one of these states is not sent again.
+_NO_RETRY = frozenset({NoWait.FAILED, NoWait.CLOSED, NoWait.NOT_CONNECTED})
 
 
 class Client:
@@ -305,7 +308,7 @@ class Client:
 
     async def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
                        properties: dict[str, Any] | None) -> None:
-        attempts: PublishAttempts | None = None
+        attempts = PublishAttempts(self.config.max_publish_attempts)
         while True:
             transport = await self._connector.ready()
             try:
@@ -314,18 +317,12 @@ class Client:
             except (PublishFailed, StreamRefused, OperationTimeout):
                 raise
             except ConnectError as exc:
-                if self._connector.policy.why_not_wait() in ("failed", "closed", "not connected"):
+                if self._connector.policy.why_not_wait() in _NO_RETRY:
                     raise
-                if transport.is_connected:
-                    # Only the stream ended. If the connection follows it within a moment,
-                    # the broker (or the path) went away: no fault of this publish.
-                    await asyncio.sleep(STREAM_FAILURE_SETTLE)
-                    if not transport.is_connected:
-                        self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
-                        continue
-                if attempts is None:
-                    attempts = PublishAttempts(self.config.max_publish_attempts)
-                if not attempts.cut_off(str(exc)):
+                # Only its stream ended: a PINGREQ asks whether the connection goes on.
+                stream_only = isinstance(exc, StreamClosed) and transport.is_connected
+                alive = stream_only and await transport.confirm_alive(CONFIRM_ALIVE_WITHIN)
+                if not attempts.cut_off(str(exc), stream_only=stream_only, connection_alive=alive):
                     self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
                     raise PublishFailed(topic, None, attempts.reason()) from exc
                 self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)

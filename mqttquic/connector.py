@@ -37,7 +37,7 @@ from .errors import (
     TLSFileError,
 )
 from .message import Message
-from .policy import Backoff, ConnectionPolicy
+from .policy import Backoff, ConnectionPolicy, Loss, NoWait, QuicProbes, State
 from .tickets import TicketStore
 from .transports.base import Transport
 
@@ -46,13 +46,6 @@ __all__ = ["Connector"]
 logger = logging.getLogger("mqttquic.client")
 
 EarlyMessage = tuple[str, bytes, bool, "dict[str, Any] | None"]
-
-# While on TCP+TLS: the first QUIC probe after this many seconds, then doubling up to
-# config.quic_probe_interval; a probe gives up after PROBE_TIMEOUT seconds.
-FIRST_PROBE_AFTER = 0.5
-PROBE_TIMEOUT = 2.0
-# The head start QUIC gets over TCP+TLS, in round trips of the known path at least.
-HEAD_START_RTTS = 6
 
 
 class Connector:
@@ -92,8 +85,6 @@ class Connector:
         # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
         self.early: list[EarlyMessage] = []
         self._warned_no_aioquic = False
-        # The last QUIC connection's path died: the next race starts TCP+TLS at once.
-        self._quic_suspect = False
         # The path's round-trip time (seconds), from the last connection (or the ticket
         # file): QUIC's first retransmission timer and the head start follow it.
         self.path_rtt: float | None = None
@@ -140,20 +131,20 @@ class Connector:
         policy = self.policy
         while True:
             transport = self.transport
-            if transport is not None and transport.is_connected and policy.state != "failed":
+            if transport is not None and transport.is_connected and policy.state is not State.FAILED:
                 return transport
-            if (transport is not None and policy.state == "connected"
+            if (transport is not None and policy.state is State.CONNECTED
                     and self._reconnecting is None):
                 # Closed without telling us (say, an idle timeout while closing): same as lost.
                 self._lost(transport, ConnectError("the connection closed"))
             why = policy.why_not_wait()
-            if why == "failed":
+            if why is NoWait.FAILED:
                 raise ConnectError(f"connection failed for good: {policy.fatal}") from policy.fatal
-            if why == "closed":
+            if why is NoWait.CLOSED:
                 raise ConnectError("the client is disconnected")
-            if why == "not connected":
+            if why is NoWait.NOT_CONNECTED:
                 raise ConnectError("not connected")
-            if why == "queue full":
+            if why is NoWait.QUEUE_FULL:
                 raise OfflineQueueFull(
                     f"{policy.offline_waiting} publishes already wait for the connection"
                     f" (max_offline_queue={self.config.max_offline_queue})")
@@ -259,16 +250,7 @@ class Connector:
         CONNECT twice), and QUIC alone answers within its connect timeout."""
         handshake = asyncio.Event()
         quic = asyncio.ensure_future(self._open_quic(handshake, config))
-        # After a dead path QUIC is likely still dead: no head start this time. Otherwise
-        # at least the time of a handshake with one lost Initial on this path (2 RTT plus
-        # a retransmission after 2 RTT), so that one lost packet does not hand the
-        # session to TCP+TLS.
-        head_start = config.head_start
-        if self.path_rtt is not None:
-            head_start = max(head_start, HEAD_START_RTTS * self.path_rtt)
-        if self._quic_suspect:
-            head_start = 0.0
-        self._quic_suspect = False
+        head_start = self.policy.head_start(config.head_start, self.path_rtt)
         done, _ = await asyncio.wait({quic}, timeout=head_start)
         if not done and handshake.is_set():
             await asyncio.wait({quic})
@@ -345,19 +327,18 @@ class Connector:
         if transport is not self.transport:
             return
         planned = transport is self._handing_over
-        decision = self.policy.lost(time.monotonic(), planned)
+        decision = self.policy.lost(time.monotonic(), planned, path_dead=isinstance(exc, PathDead))
         if planned and not self.policy.is_closed:
             # Publishes wait for the QUIC connection; the probe reconnects if it fails.
             self.logger.info("TCP+TLS connection closed by the broker for the move to QUIC (%s)",
                              exc)
             self._up.clear()
             return
-        if decision == "ignore":
+        if decision is Loss.IGNORE:
             return
         self._carry = transport.carry_over()
-        self._quic_suspect = isinstance(exc, PathDead)
         self._up.clear()
-        if decision == "reconnect":
+        if decision is Loss.RECONNECT:
             self.logger.warning("connection lost (%s): reconnecting", exc)
             self._reconnecting = asyncio.ensure_future(self._reconnect())
             self._on_lost(exc)
@@ -380,7 +361,7 @@ class Connector:
         policy = self.policy
         attempt = 0
         try:
-            while policy.state == "reconnecting":
+            while policy.state is State.RECONNECTING:
                 # The backoff outlives this loop: connections that die right after
                 # CONNACK keep it growing (policy.Backoff).
                 await asyncio.sleep(policy.next_delay(time.monotonic()))
@@ -391,13 +372,13 @@ class Connector:
                     transport = await self._open(timeout)
                 except ConnectError as exc:
                     if not policy.attempt_failed(exc):
-                        if policy.state == "failed":
+                        if policy.is_failed:
                             self.logger.error("reconnect refused for good: %s", exc)
                             self._fail(exc)
                         return
                     self.logger.warning("reconnect attempt %d failed: %s", attempt, exc)
                     continue
-                if policy.state != "reconnecting":  # closed meanwhile
+                if policy.state is not State.RECONNECTING:  # closed meanwhile
                     await transport.disconnect()
                     return
                 self._attach(transport, time.monotonic() - started, reconnected=True)
@@ -426,16 +407,12 @@ class Connector:
             self.logger.warning("restoring subscriptions failed: %s", exc)
 
     async def _probe_quic(self) -> None:
-        """While on TCP+TLS, try QUIC now and then; move over when it works.
-
-        The first probe comes soon (QUIC may have failed for a moment only), then the
-        pause doubles after each failed probe up to ``quic_probe_interval``; each probe
-        gives up after ``PROBE_TIMEOUT``, not the full connect timeout."""
-        pause = min(FIRST_PROBE_AFTER, self.config.quic_probe_interval)
+        """While on TCP+TLS, try QUIC now and then (``policy.QuicProbes``); move over
+        when it works."""
+        probes = QuicProbes(self.config.quic_probe_interval)
         try:
             while not self.policy.is_closed:
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, self.config.quic_probe_interval)
+                await asyncio.sleep(probes.next_pause())
                 current = self.transport
                 if current is None or current.transport_type is TransportType.QUIC:
                     return
@@ -461,8 +438,8 @@ class Connector:
             self._probing = None
 
     async def _move_to_quic(self, current: Transport) -> bool:
-        probe = dataclasses.replace(self.config,
-                                    connect_timeout=min(PROBE_TIMEOUT, self.config.connect_timeout))
+        probe = dataclasses.replace(
+            self.config, connect_timeout=QuicProbes.timeout(self.config.connect_timeout))
         try:
             quic = await self._open_quic(config=probe)
         except MQTTQUICError as exc:

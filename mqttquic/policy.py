@@ -8,17 +8,12 @@ of ``session.py`` do. ``client.py`` carries the decisions out.
 
 from __future__ import annotations
 
+import enum
 import random
 from collections.abc import Callable
 
-__all__ = ["FAST_RETRY_CAP", "FAST_WINDOW", "STREAM_FAILURE_SETTLE", "Backoff", "ConnectionPolicy",
-           "PublishAttempts", "refusal_is_final", "v311_return_code"]
-
-# Seconds a publish whose QUIC data stream ended waits to see whether the whole
-# connection ends too. A gateway whose broker went away resets data streams first and
-# closes the connection a moment later (ours after 0.5 s): that is one loss, not a
-# publish the broker refuses.
-STREAM_FAILURE_SETTLE = 1.0
+__all__ = ["FAST_RETRY_CAP", "FAST_WINDOW", "Backoff", "ConnectionPolicy", "Loss", "NoWait",
+           "PublishAttempts", "QuicProbes", "State", "refusal_is_final"]
 
 # After a connection that had lasted is lost, attempts come at most this many seconds
 # apart for FAST_WINDOW seconds: most outages (a restarted broker or gateway, a radio
@@ -30,28 +25,56 @@ FAST_WINDOW = 10.0
 # A reconnect attempt's connect timeout, first: it doubles with each failed attempt up
 # to config.connect_timeout, so an unanswered handshake does not set the cadence.
 FIRST_ATTEMPT_TIMEOUT = 2.0
+# The head start QUIC gets over TCP+TLS, in round trips of the known path at least.
+HEAD_START_RTTS = 6
+# While on TCP+TLS: the first QUIC probe after this many seconds, then doubling up to
+# config.quic_probe_interval; a probe gives up after PROBE_TIMEOUT seconds.
+FIRST_PROBE_AFTER = 0.5
+PROBE_TIMEOUT = 2.0
+# How long a publish whose QUIC data stream ended waits for the connection to answer
+# a PINGREQ: the answer tells a stream the server ended for this publish from a
+# connection that is going away (a gateway whose broker left resets the data streams
+# first). A round trip, with room for a lossy path.
+CONFIRM_ALIVE_WITHIN = 2.0
 
 # CONNACK codes that another attempt with the same settings cannot fix: the protocol
 # version, the client id, credentials, authorization, bans, the auth method.
 _FINAL_V311 = frozenset({1, 2, 4, 5})
 _FINAL_V5 = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 
-# paho reports an MQTT 3.1.1 CONNACK return code in MQTT 5 numbering
-# (paho.mqtt._packet.convert_connack_rc_to_reason_code); this undoes it.
-_V311_FROM_V5 = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
+
+class State(enum.StrEnum):
+    """Where the connection's life stands (``ConnectionPolicy.state``)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    HANDOVER = "handover"  # a planned move from TCP+TLS to QUIC
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class Loss(enum.Enum):
+    """What to do about a connection that ended (``ConnectionPolicy.lost()``)."""
+
+    IGNORE = "ignore"
+    RECONNECT = "reconnect"
+    FAIL = "fail"
+
+
+class NoWait(enum.Enum):
+    """Why a request may not wait for the connection (``ConnectionPolicy.why_not_wait()``)."""
+
+    FAILED = "failed"
+    CLOSED = "closed"
+    NOT_CONNECTED = "not connected"
+    QUEUE_FULL = "queue full"
 
 
 def refusal_is_final(reason_code: int, protocol_version: int) -> bool:
     """Whether a refused CONNACK ends all attempts (no reconnect, publishes fail)."""
     return reason_code in (_FINAL_V5 if protocol_version == 5 else _FINAL_V311)
-
-
-def v311_return_code(paho_code: int) -> int:
-    """The MQTT 3.1.1 CONNACK return code behind the MQTT 5 code paho reports for it
-    (0x87 "Not authorized" -> 5); codes that are already 3.1.1 pass unchanged."""
-    if paho_code < 0x80:
-        return paho_code
-    return _V311_FROM_V5.get(paho_code, 3)  # "server unavailable" for paho's catch-all
 
 
 class Backoff:
@@ -111,10 +134,18 @@ class PublishAttempts:
         self.cut_offs = 0
         self.last_cause = ""
 
-    def cut_off(self, cause: str) -> bool:
-        """Count a cut-off; True while the publish may be sent again."""
-        self.cut_offs += 1
+    def cut_off(self, cause: str, *, stream_only: bool = False,
+                connection_alive: bool = True) -> bool:
+        """A cut-off: True while the publish may be sent again.
+
+        ``stream_only``: only its QUIC data stream ended, and ``connection_alive`` says
+        whether the connection answered a PINGREQ after that. One that did not is
+        going away (a gateway resets the data streams of a broker that left, then
+        closes the connection): one outage, not this publish's fault, so not counted."""
         self.last_cause = cause
+        if stream_only and not connection_alive:
+            return True
+        self.cut_offs += 1
         return self.cut_offs < self.limit
 
     def reason(self) -> str:
@@ -125,16 +156,17 @@ class PublishAttempts:
 class ConnectionPolicy:
     """The connection's life as the client sees it, and what to do at each turn.
 
-    States::
+    States (``State``)::
 
         idle --open()--> connecting --connected()--> connected
         connected --lost()--> reconnecting --connected()--> connected
         connected --handover_started()--> handover --connected()/lost()--> ...
         any --close()--> closed            any --fail()--> failed
 
-    ``lost()`` says whether to reconnect; ``attempt_failed()`` whether a reconnect
-    attempt may be followed by another; ``why_not_wait()`` whether a publish may wait
-    for the connection to come back (and why not). The asyncio driver
+    ``lost()`` says whether to reconnect; ``next_delay()`` and ``attempt_timeout()``
+    pace the attempts and ``attempt_failed()`` says whether another may follow;
+    ``head_start()`` how long QUIC races alone; ``why_not_wait()`` whether a request
+    may wait for the connection to come back. The asyncio driver
     (``connector.Connector``) carries the decisions out.
     """
 
@@ -144,52 +176,73 @@ class ConnectionPolicy:
         self.protocol_version = protocol_version
         self.max_offline_waiting = max_offline_waiting
         self.backoff = backoff
-        self.state = "idle"
+        self.state = State.IDLE
         self.fatal: BaseException | None = None
         self.ever_connected = False
         self.offline_waiting = 0
         # Until when (monotonic seconds) reconnect attempts come at least every
         # FAST_RETRY_CAP seconds: set by the loss of a connection that had lasted.
         self.fast_until: float | None = None
+        # The last QUIC connection's path died: the next race gives QUIC no head start.
+        self.quic_suspect = False
 
     @property
     def is_closed(self) -> bool:
-        return self.state == "closed"
+        return self.state is State.CLOSED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.state is State.FAILED
 
     def open(self) -> None:
         """The user asks to connect (again, after close() or a failure)."""
-        self.state = "connecting"
+        self.state = State.CONNECTING
         self.fatal = None
 
     def connected(self, now: float) -> None:
-        self.state = "connected"
+        self.state = State.CONNECTED
         self.ever_connected = True
         self.backoff.connected(now)
 
     def handover_started(self) -> None:
         """A planned move (TCP+TLS to QUIC): the old connection's end is no loss."""
-        if self.state == "connected":
-            self.state = "handover"
+        if self.state is State.CONNECTED:
+            self.state = State.HANDOVER
 
     def handover_ended(self) -> None:
-        if self.state == "handover":
-            self.state = "connected"
+        if self.state is State.HANDOVER:
+            self.state = State.CONNECTED
 
-    def lost(self, now: float, planned: bool = False) -> str:
-        """The current connection ended without close(): "ignore" (closed, failed, or a
-        planned handover whose probe decides), "reconnect", or "fail"."""
-        if self.state in ("closed", "failed", "reconnecting"):
-            return "ignore"
-        if planned or self.state == "handover":
-            return "ignore"
+    def lost(self, now: float, planned: bool = False, path_dead: bool = False) -> Loss:
+        """The current connection ended without close(). IGNORE when closed, failed, or
+        a planned handover (whose probe decides). ``path_dead``: its QUIC path stopped
+        acknowledging, so QUIC gets no head start in the next race."""
+        if self.state in (State.CLOSED, State.FAILED, State.RECONNECTING):
+            return Loss.IGNORE
+        if planned or self.state is State.HANDOVER:
+            return Loss.IGNORE
+        self.quic_suspect = path_dead
         self.backoff.lost(now)
         # A connection that had lasted (its backoff restarted): an outage, retried fast.
         self.fast_until = now + FAST_WINDOW if self.backoff.attempts == 0 else None
         if self.reconnect:
-            self.state = "reconnecting"
-            return "reconnect"
-        self.state = "failed"
-        return "fail"
+            self.state = State.RECONNECTING
+            return Loss.RECONNECT
+        self.state = State.FAILED
+        return Loss.FAIL
+
+    def head_start(self, configured: float, path_rtt: float | None) -> float:
+        """Seconds QUIC races alone before TCP+TLS joins: ``configured``, and at least
+        the time of a handshake with one lost Initial on this path (2 RTT plus a
+        retransmission after 2 RTT), so that one lost packet does not hand the session
+        to TCP+TLS. 0 after a dead path: QUIC is likely still dead. Asked once per
+        race (the suspicion is spent)."""
+        suspect, self.quic_suspect = self.quic_suspect, False
+        if suspect:
+            return 0.0
+        if path_rtt is not None:
+            return max(configured, HEAD_START_RTTS * path_rtt)
+        return configured
 
     def next_delay(self, now: float) -> float:
         """Seconds until the next reconnect attempt: the backoff's, at most
@@ -205,31 +258,53 @@ class ConnectionPolicy:
 
     def attempt_failed(self, exc: BaseException) -> bool:
         """A reconnect attempt failed with ``exc``: True to try again, False when the
-        refusal is final (the state is then "failed")."""
+        refusal is final (the state is then FAILED) or the client closed meanwhile."""
         code = getattr(exc, "reason_code", None)
         if code is not None and refusal_is_final(code, self.protocol_version):
             self.fail(exc)
             return False
-        return self.state == "reconnecting"
+        return self.state is State.RECONNECTING
 
     def fail(self, exc: BaseException) -> None:
-        self.state = "failed"
+        self.state = State.FAILED
         self.fatal = exc
 
     def close(self) -> None:
-        self.state = "closed"
+        self.state = State.CLOSED
 
-    def why_not_wait(self) -> str | None:
-        """Why a publish may not wait for the connection to come back, or None.
-
-        "failed", "closed", "not connected" (never connected, or no reconnect) or
-        "queue full" (``max_offline_waiting`` publishes wait already)."""
-        if self.state == "failed":
-            return "failed"
-        if self.state == "closed":
-            return "closed"
+    def why_not_wait(self) -> NoWait | None:
+        """Why a request may not wait for the connection to come back, or None.
+        NOT_CONNECTED: never connected, or no reconnect; QUEUE_FULL:
+        ``max_offline_waiting`` requests wait already."""
+        if self.state is State.FAILED:
+            return NoWait.FAILED
+        if self.state is State.CLOSED:
+            return NoWait.CLOSED
         if not (self.reconnect and self.ever_connected):
-            return "not connected"
+            return NoWait.NOT_CONNECTED
         if self.offline_waiting >= self.max_offline_waiting:
-            return "queue full"
+            return NoWait.QUEUE_FULL
         return None
+
+
+class QuicProbes:
+    """While on TCP+TLS, when to try QUIC again: soon at first (QUIC may have failed
+    for a moment only), then the pause doubles after each failed probe up to
+    ``interval``; each probe gives up after PROBE_TIMEOUT, not the full connect
+    timeout."""
+
+    __slots__ = ("interval", "_pause")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._pause = min(FIRST_PROBE_AFTER, interval)
+
+    def next_pause(self) -> float:
+        """Seconds until the next probe."""
+        pause = self._pause
+        self._pause = min(pause * 2, self.interval)
+        return pause
+
+    @staticmethod
+    def timeout(connect_timeout: float) -> float:
+        return min(PROBE_TIMEOUT, connect_timeout)

@@ -8,10 +8,14 @@ from mqttquic.errors import ConnectError, ConnectionRefused
 from mqttquic.policy import (
     Backoff,
     ConnectionPolicy,
+    Loss,
+    NoWait,
     PublishAttempts,
+    QuicProbes,
+    State,
     refusal_is_final,
-    v311_return_code,
 )
+from mqttquic.transports.tcp import v311_return_code
 
 
 @pytest.mark.parametrize(("code", "version", "final"), [
@@ -84,17 +88,17 @@ def _policy(reconnect: bool = True, version: int = 4, max_offline: int = 2) -> C
 
 def test_a_loss_reconnects_and_later_losses_during_it_are_ignored() -> None:
     policy = _policy()
-    assert policy.why_not_wait() == "not connected"  # never connected: nothing to wait for
+    assert policy.why_not_wait() is NoWait.NOT_CONNECTED  # never connected: nothing to wait for
     policy.open()
     policy.connected(0.0)
-    assert policy.lost(1.0) == "reconnect" and policy.state == "reconnecting"
-    assert policy.lost(1.1) == "ignore"
+    assert policy.lost(1.0) is Loss.RECONNECT and policy.state is State.RECONNECTING
+    assert policy.lost(1.1) is Loss.IGNORE
     assert policy.why_not_wait() is None  # publishes may wait for the reconnect
     assert policy.next_delay(1.5) == 0.5
     assert policy.attempt_failed(ConnectionRefused(3, "Server unavailable"))  # not final
     assert policy.next_delay(2.0) == 1.0
     policy.connected(5.0)
-    assert policy.state == "connected"
+    assert policy.state is State.CONNECTED
 
 
 @pytest.mark.parametrize(("version", "code"), [(4, 5), (4, 4), (5, 0x87), (5, 0x86)])
@@ -105,19 +109,19 @@ def test_a_final_refusal_while_reconnecting_fails_for_good(version: int, code: i
     policy.lost(1.0)
     refusal = ConnectionRefused(code, "refused")
     assert not policy.attempt_failed(refusal)
-    assert policy.state == "failed" and policy.fatal is refusal
-    assert policy.why_not_wait() == "failed"
-    assert policy.lost(2.0) == "ignore"
+    assert policy.state is State.FAILED and policy.fatal is refusal
+    assert policy.why_not_wait() is NoWait.FAILED
+    assert policy.lost(2.0) is Loss.IGNORE
     policy.open()  # the user may try again (new credentials, say)
-    assert policy.fatal is None and policy.state == "connecting"
+    assert policy.fatal is None and policy.state is State.CONNECTING
 
 
 def test_without_reconnect_a_loss_fails() -> None:
     policy = _policy(reconnect=False)
     policy.open()
     policy.connected(0.0)
-    assert policy.lost(1.0) == "fail" and policy.state == "failed"
-    assert policy.why_not_wait() == "failed"
+    assert policy.lost(1.0) is Loss.FAIL and policy.state is State.FAILED
+    assert policy.why_not_wait() is NoWait.FAILED
 
 
 def test_a_planned_handover_is_no_loss() -> None:
@@ -125,11 +129,11 @@ def test_a_planned_handover_is_no_loss() -> None:
     policy.open()
     policy.connected(0.0)
     policy.handover_started()
-    assert policy.lost(1.0, planned=True) == "ignore"
-    assert policy.lost(1.0) == "ignore"  # whatever ends during the handover: the probe decides
+    assert policy.lost(1.0, planned=True) is Loss.IGNORE
+    assert policy.lost(1.0) is Loss.IGNORE  # whatever ends during the handover: the probe decides
     policy.handover_ended()
-    assert policy.state == "connected"
-    assert policy.lost(2.0) == "reconnect"
+    assert policy.state is State.CONNECTED
+    assert policy.lost(2.0) is Loss.RECONNECT
 
 
 def test_close_ends_everything_and_offline_waiters_are_bounded() -> None:
@@ -138,10 +142,10 @@ def test_close_ends_everything_and_offline_waiters_are_bounded() -> None:
     policy.connected(0.0)
     policy.lost(1.0)
     policy.offline_waiting = 2
-    assert policy.why_not_wait() == "queue full"
+    assert policy.why_not_wait() is NoWait.QUEUE_FULL
     policy.close()
-    assert policy.why_not_wait() == "closed"
-    assert policy.lost(2.0) == "ignore"
+    assert policy.why_not_wait() is NoWait.CLOSED
+    assert policy.lost(2.0) is Loss.IGNORE
     assert not policy.attempt_failed(ConnectError("timed out"))  # closed: no more attempts
 
 
@@ -151,7 +155,7 @@ def test_an_outage_after_a_connection_that_lasted_is_retried_every_second_for_te
     policy = _policy()
     policy.open()
     policy.connected(0.0)
-    assert policy.lost(100.0) == "reconnect"
+    assert policy.lost(100.0) is Loss.RECONNECT
     delays = [policy.next_delay(100.0 + t) for t in (0.5, 1.5, 2.5, 4.0, 6.0, 9.9)]
     assert delays == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
     # Past the window, the backoff's own delays, grown meanwhile.
@@ -176,3 +180,34 @@ def test_reconnect_attempts_start_short_and_grow_to_the_connect_timeout() -> Non
     policy = _policy()
     assert [policy.attempt_timeout(10.0, failed) for failed in range(5)] == [2.0, 4.0, 8.0, 10.0, 10.0]
     assert policy.attempt_timeout(1.0, 0) == 1.0
+
+
+def test_quic_gets_a_head_start_of_six_round_trips_and_none_after_a_dead_path() -> None:
+    policy = ConnectionPolicy(reconnect=True, protocol_version=4, max_offline_waiting=10,
+                              backoff=Backoff(0.1, 1.0))
+    assert policy.head_start(0.3, None) == 0.3
+    assert policy.head_start(0.3, 0.1) == pytest.approx(0.6)  # a lost Initial fits in it
+    policy.open()
+    policy.connected(0.0)
+    policy.lost(20.0, path_dead=True)
+    assert policy.head_start(0.3, 0.1) == 0.0  # TCP+TLS races at once ...
+    assert policy.head_start(0.3, 0.1) == pytest.approx(0.6)  # ... once
+
+
+def test_quic_probes_start_soon_and_back_off_to_the_interval() -> None:
+    probes = QuicProbes(5.0)
+    assert [probes.next_pause() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    assert QuicProbes(0.2).next_pause() == 0.2
+    assert QuicProbes.timeout(10.0) == 2.0 and QuicProbes.timeout(1.0) == 1.0
+
+
+def test_a_stream_cut_off_by_a_connection_going_away_is_not_counted() -> None:
+    attempts = PublishAttempts(2)
+    # The data stream ended and the connection did not answer a PINGREQ: one outage.
+    for _ in range(5):
+        assert attempts.cut_off("stream 4 closed", stream_only=True, connection_alive=False)
+    assert attempts.cut_offs == 0
+    # The connection answered: the stream ended for this publish.
+    assert attempts.cut_off("stream 8 closed", stream_only=True, connection_alive=True)
+    assert not attempts.cut_off("connection lost")
+    assert "2 times" in attempts.reason() and "connection lost" in attempts.reason()

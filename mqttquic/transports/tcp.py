@@ -41,7 +41,6 @@ from ..errors import (
 )
 from ..limits import ServerLimits
 from ..message import Message
-from ..policy import v311_return_code
 from ..properties import PROPERTIES
 from ..reason_codes import reason_code_name
 from ..session import check_publish_size
@@ -93,6 +92,19 @@ def tls_context(config: ConnectionConfig) -> ssl.SSLContext:
         except (OSError, ssl.SSLError) as exc:  # changed since it was checked, or OpenSSL differs
             raise TLSFileError("certfile", config.certfile, str(exc)) from None
     return context
+
+
+# paho reports an MQTT 3.1.1 CONNACK return code in MQTT 5 numbering
+# (paho.mqtt._packet.convert_connack_rc_to_reason_code); this undoes it.
+_V311_FROM_V5 = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
+
+
+def v311_return_code(paho_code: int) -> int:
+    """The MQTT 3.1.1 CONNACK return code behind the MQTT 5 code paho reports for it
+    (0x87 "Not authorized" -> 5); codes that are already 3.1.1 pass unchanged."""
+    if paho_code < 0x80:
+        return paho_code
+    return _V311_FROM_V5.get(paho_code, 3)  # "server unavailable" for paho's catch-all
 
 
 def _check(packet: Any, protocol_version: int) -> None:
