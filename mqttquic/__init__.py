@@ -29,8 +29,9 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .changes import ConnectionChange
-    from .client import Client, MQTTQUICAdvancedClient
+    from .client import Client
     from .codec import Subscription, Will
+    from .compat import MQTTQUICAdvancedClient
     from .config import ConnectionConfig, ConnectionStats, TransportType
     from .gateway import Gateway, GatewayConfig
     from .message import Message
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _LAZY = {
-    "Client": "client", "MQTTQUICAdvancedClient": "client",
+    "Client": "client", "MQTTQUICAdvancedClient": "compat",
     "ConnectionConfig": "config", "ConnectionStats": "config", "TransportType": "config",
     "Message": "message", "Subscription": "codec", "Will": "codec",
     "Gateway": "gateway", "GatewayConfig": "gateway", "ConnectionChange": "changes",

@@ -15,6 +15,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["CertificateFiles", "generate_certificates", "kept_identity"]
 
@@ -78,12 +79,7 @@ def generate_certificates(directory: str | os.PathLike[str],
     )
 
     key = ec.generate_private_key(ec.SECP256R1())
-    alt_names: list[x509.GeneralName] = []
-    for name in names:
-        try:
-            alt_names.append(x509.IPAddress(ipaddress.ip_address(name)))
-        except ValueError:
-            alt_names.append(x509.DNSName(name))
+    alt_names = [_general_name(name) for name in names]
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
@@ -112,6 +108,16 @@ def generate_certificates(directory: str | os.PathLike[str],
                                              serialization.PrivateFormat.PKCS8,
                                              serialization.NoEncryption()), 0o600)
     return files
+
+
+def _general_name(name: str) -> Any:
+    """A subjectAltName entry: an IP address, else a DNS name."""
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def kept_identity(directory: str | os.PathLike[str]) -> CertificateFiles:

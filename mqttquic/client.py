@@ -23,7 +23,6 @@ from .connector import Connector
 from .errors import (
     ConnectError,
     MalformedPacket,
-    OfflineQueueFull,
     OperationTimeout,
     PublishFailed,
     StreamClosed,
@@ -31,22 +30,23 @@ from .errors import (
 )
 from .limits import ServerLimits
 from .message import Message, payload_bytes
+from .message_queue import MessageQueue, Messages
 from .policy import CONFIRM_ALIVE_WITHIN, NoWait, PublishAttempts
 from .transports.base import Transport, connect_packet
 
-__all__ = ["Client", "MQTTQUICAdvancedClient", "Messages", "OfflineQueueFull"]
+__all__ = ["Client"]
 
 _logger = logging.getLogger("mqttquic.client")
 
 SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
-_CLOSED = object()  # ends messages() iterators
 # A publish cut off while the client is in one of these states is not sent again.
 _NO_RETRY = frozenset({NoWait.FAILED, NoWait.CLOSED, NoWait.NOT_CONNECTED})
 
 
 class Client:
-    """MQTT over QUIC with TCP+TLS fallback, with the seed's names.
+    """MQTT over QUIC with TCP+TLS fallback (the reference design's
+    ``MQTTQUICAdvancedClient``: its method names are kept).
 
     >>> async with Client("broker.example", device_id="dev1") as client:
     ...     await client.subscribe("device/dev1/commands/#", qos=1)
@@ -90,14 +90,8 @@ class Client:
         self.stats = ConnectionStats()
         # One entry per connect: transport, seconds to CONNACK, resumed, 0-RTT.
         self.connect_history: list[dict[str, Any]] = []
-        # Messages wait here from the moment of connecting until an iterator takes them,
-        # so none is lost between subscribe() and the start of iteration; not when only
-        # on_message reads them.
-        self._queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._iterating = False
-        self.max_queued_messages = max_queued_messages
-        self.messages_dropped = 0  # QoS 0 messages a full queue could not take
-        self._pushing_back = False
+        # Messages for client.messages (not kept when only on_message reads them).
+        self._queue = MessageQueue(max_queued_messages, self.logger)
         self._subscriptions: dict[str, Subscription] = {}
         self._callbacks = UserCallbacks(self.logger)
         self._changes = ChangeFeed()
@@ -164,13 +158,8 @@ class Client:
         if self._connector.policy.is_closed:
             # A client connected again after disconnect(): new messages() iterators must not
             # end on the old end-of-stream marker.
-            self._drop_end_markers()
+            self._queue.reopen()
         return await self._connector.connect(transport)
-
-    def _drop_end_markers(self) -> None:
-        kept = [item for item in _drain(self._queue) if item is not _CLOSED]
-        for item in kept:
-            self._queue.put_nowait(item)
 
     def _connected(self, transport: Transport, elapsed: float, reconnected: bool,
                    moved: bool) -> None:
@@ -202,7 +191,7 @@ class Client:
     def _failed(self, exc: BaseException) -> None:
         """No more connections: message iterators raise ``exc``."""
         self.stats.connected = False
-        self._queue.put_nowait(exc)
+        self._queue.fail(exc)
         self._change(ConnectionChange("failed", self.stats.transport, reason=exc),
                      self.on_disconnect)
 
@@ -222,7 +211,7 @@ class Client:
         was_open = not self._connector.policy.is_closed and self._connector.policy.ever_connected
         await self._connector.close(reason_code, properties)
         self.stats.connected = False
-        self._queue.put_nowait(_CLOSED)
+        self._queue.close()
         if was_open:
             self._change(ConnectionChange("closed", self.stats.transport), self.on_disconnect)
 
@@ -393,48 +382,23 @@ class Client:
     def messages(self) -> Messages:
         """Received messages, in arrival order, from the moment of connecting:
         ``async for message in client.messages:`` (aiomqtt's spelling) or
-        ``client.messages()`` (the seed's).
+        ``client.messages()`` (the reference design's).
 
         Reconnects do not interrupt it. Ends after disconnect(); raises when the
         connection is lost for good. Iterators share one queue."""
-        return Messages(self)
+        return Messages(self._queue)
 
-    async def _iterate(self) -> AsyncIterator[Message]:
-        self._iterating = True
-        while True:
-            item = await self._queue.get()
-            if item is _CLOSED:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            item._acknowledge()  # taken: the broker may send the next one
-            yield item
+    @property
+    def messages_dropped(self) -> int:
+        """QoS 0 messages dropped because the queue of ``client.messages`` was full."""
+        return self._queue.dropped
 
     def _deliver(self, message: Message) -> None:
         stats = self.stats
         stats.messages_received += 1
         stats.last_activity = time.time()
-        if self._iterating or self.on_message is None:
-            if self.max_queued_messages and self._queue.qsize() >= self.max_queued_messages:
-                if not message.qos:
-                    # QoS 0 promised nothing: dropped, and counted (get_stats).
-                    self.messages_dropped += 1
-                    if self.messages_dropped % 1000 == 1:
-                        self.logger.warning(
-                            "message queue full (%d): QoS 0 message dropped (%d so far);"
-                            " iterate client.messages faster or raise max_queued_messages",
-                            self.max_queued_messages, self.messages_dropped)
-                    self._callbacks.call(self.on_message, message)
-                    return
-                # QoS 1/2 is never dropped: it waits unacknowledged, and the broker sends
-                # no more than its in-flight window until the application takes some.
-                if not self._pushing_back:
-                    self._pushing_back = True
-                    self.logger.info("message queue full (%d): holding acknowledgements,"
-                                     " the broker waits", self.max_queued_messages)
-            else:
-                self._pushing_back = False
-            self._queue.put_nowait(message)
+        if self._queue.iterating or self.on_message is None:
+            self._queue.put(message)
         else:
             message._acknowledge()  # on_message alone takes it at once
         self._callbacks.call(self.on_message, message)
@@ -442,7 +406,8 @@ class Client:
     # --- statistics ---------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """The seed's statistics plus bytes, RTT and open streams, as a dict."""
+        """The reference design's statistics (``ConnectionStats``) plus bytes, RTT, open
+        streams and dropped messages, as a dict."""
         stats = self.stats
         transport = self._connector.transport
         if transport is not None:
@@ -454,20 +419,13 @@ class Client:
         else:
             stats.connected = False
             stats.streams_open = 0
-        stats.messages_dropped = self.messages_dropped
+        stats.messages_dropped = self._queue.dropped
         return stats.as_dict()
 
     @property
     def transport_type(self) -> TransportType | None:
         transport = self._connector.transport
         return transport.transport_type if transport else None
-
-
-def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
 
 
 def _early_message(item: Mapping[str, Any]) -> tuple[str, bytes, bool, dict[str, Any] | None]:
@@ -495,25 +453,6 @@ def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:
     if not out:
         raise ValueError("subscribe needs at least one topic filter")
     return out
-
-
-# The seed's name.
-MQTTQUICAdvancedClient = Client
-
-
-class Messages:
-    """``client.messages``: async-iterable, and callable as the seed's ``messages()``."""
-
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self._client._iterate()
-
-    def __call__(self) -> AsyncIterator[Message]:
-        return self._client._iterate()
 
 
 def _config_from(config: ConnectionConfig | str | None, port: int | None,

@@ -1,4 +1,5 @@
-"""Connection settings, statistics and the transport enum (names from the seed document)."""
+"""Connection settings, statistics and the transport enum (the reference design's
+``ConnectionConfig``, ``ConnectionStats`` and ``TransportType``, fields kept)."""
 
 from __future__ import annotations
 

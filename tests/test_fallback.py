@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from mqttquic.certs import CertificateFiles
-from mqttquic.client import Client, OfflineQueueFull
+from mqttquic.client import Client
 from mqttquic.config import TransportType
-from mqttquic.errors import ConnectError, ConnectionRefused
+from mqttquic.errors import ConnectError, ConnectionRefused, OfflineQueueFull
 from mqttquic.gateway import Gateway
 from mqttquic.message import Message
 

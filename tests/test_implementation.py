@@ -56,6 +56,11 @@ def test_package_exports_load_lazily() -> None:
     import mqttquic
 
     assert mqttquic.Client is mqttquic.MQTTQUICAdvancedClient
+    from mqttquic import compat
+    from mqttquic.transports.quic import QuicTransport
+
+    assert compat.MQTTQUICAdvancedClient is mqttquic.Client
+    assert compat.MQTTQuicAdvancedProtocol is QuicTransport
     assert mqttquic.ConnectionConfig().quic_port == 14567
     assert mqttquic.GatewayConfig().quic_port == 14567
     for name in mqttquic.__all__:
