@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from ._aio import within
-from .changes import ChangeFeed, ConnectionChange, UserCallbacks
+from .changes import ConnectionChange, UserCallbacks
 from .codec import Subscription, Will, encode
-from .config import ConnectionConfig, ConnectionStats, TransportType
+from .config import ConnectionConfig, TransportType
 from .connector import Connector
 from .errors import (
     ConnectError,
     MalformedPacket,
-    OperationTimeout,
-    PublishFailed,
-    StreamClosed,
-    StreamRefused,
 )
 from .limits import ServerLimits
 from .message import Message, payload_bytes
 from .message_queue import MessageQueue, Messages
-from .policy import CONFIRM_ALIVE_WITHIN, NoWait, PublishAttempts
+from .status import ConnectionStatus
 from .transports.base import Transport, connect_packet
 
 __all__ = ["Client"]
@@ -40,8 +35,6 @@ _logger = logging.getLogger("mqttquic.client")
 
 SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
-# A publish cut off while the client is in one of these states is not sent again.
-_NO_RETRY = frozenset({NoWait.FAILED, NoWait.CLOSED, NoWait.NOT_CONNECTED})
 
 
 class Client:
@@ -69,12 +62,8 @@ class Client:
                  max_queued_messages: int = 10_000, logger: logging.Logger | None = None,
                  **settings: Any) -> None:
         self.config = _config_from(config, port, settings)
-        for name, callback in (("on_message", on_message), ("on_connect", on_connect),
-                               ("on_disconnect", on_disconnect)):
-            if callback is not None and not callable(callback):
-                raise TypeError(f"{name} must be callable, not {type(callback).__name__}")
-        if will is not None and not isinstance(will, Will):
-            raise TypeError(f"will must be a Will, not {type(will).__name__}")
+        _check_arguments(on_message=on_message, on_connect=on_connect,
+                         on_disconnect=on_disconnect, will=will)
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
@@ -87,17 +76,18 @@ class Client:
         # inside a race where each transport would report it its own way.
         encode(connect_packet(self.config, self.will, self.connect_properties),
                self.config.protocol_version)
-        self.stats = ConnectionStats()
-        # One entry per connect: transport, seconds to CONNACK, resumed, 0-RTT.
-        self.connect_history: list[dict[str, Any]] = []
         # Messages for client.messages (not kept when only on_message reads them).
         self._queue = MessageQueue(max_queued_messages, self.logger)
         self._subscriptions: dict[str, Subscription] = {}
         self._callbacks = UserCallbacks(self.logger)
-        self._changes = ChangeFeed()
+        self._status = ConnectionStatus(self.config, self._callbacks,
+                                        on_connect=lambda: self.on_connect,
+                                        on_disconnect=lambda: self.on_disconnect)
+        self.stats = self._status.stats
+        self.connect_history = self._status.history  # one entry per connect
         self._connector = Connector(
-            self.config, deliver=self._deliver, on_connected=self._connected,
-            on_lost=self._lost, on_failed=self._failed,
+            self.config, deliver=self._deliver, on_connected=self._status.connected,
+            on_lost=self._status.lost, on_failed=self._failed,
             subscriptions=lambda: list(self._subscriptions.values()),
             will=lambda: self.will, connect_properties=lambda: self.connect_properties,
             logger=self.logger)
@@ -128,15 +118,15 @@ class Client:
             for topic, payload, retain, properties in early:
                 await self.publish(topic, payload, 0, retain, properties)
             return True
-        self._connector.early = early
+        self._connector.dialer.early = early
         try:
             transport = await self._connect_with(None)
         finally:
-            self._connector.early = []
+            self._connector.dialer.early = []
         if early and transport.transport_type is not TransportType.QUIC:
             for topic, payload, retain, properties in early:
                 await transport.publish(topic, payload, 0, retain, properties)
-        self.stats.messages_sent += len(early)
+        self._status.activity(sent=len(early))
         return True
 
     async def connect_quic(self) -> bool:
@@ -161,43 +151,10 @@ class Client:
             self._queue.reopen()
         return await self._connector.connect(transport)
 
-    def _connected(self, transport: Transport, elapsed: float, reconnected: bool,
-                   moved: bool) -> None:
-        """The connector has a new connection: statistics, history, callbacks."""
-        stats = self.stats
-        if reconnected:
-            stats.reconnect_count += 1
-        stats.transport = transport.transport_type
-        stats.connected = True
-        stats.connect_time = elapsed
-        stats.session_resumed = transport.session_resumed
-        stats.zero_rtt_used = transport.zero_rtt_used
-        stats.last_activity = time.time()
-        self.connect_history.append({
-            "transport": transport.transport_type.value, "connect_time": elapsed,
-            "transport_connect_time": transport.connect_time,
-            "session_resumed": transport.session_resumed, "zero_rtt_used": transport.zero_rtt_used})
-        self._change(ConnectionChange(
-            "connected", transport.transport_type, session_present=transport.session_present,
-            reconnected=reconnected, moved=moved,
-            fallback=(transport.transport_type is TransportType.TCP_TLS
-                      and self.config.transport == "auto")), self.on_connect)
-
-    def _lost(self, exc: BaseException) -> None:
-        """The connection was lost; the connector reconnects."""
-        self.stats.connected = False
-        self._change(ConnectionChange("lost", self.stats.transport, reason=exc), self.on_disconnect)
-
     def _failed(self, exc: BaseException) -> None:
         """No more connections: message iterators raise ``exc``."""
-        self.stats.connected = False
         self._queue.fail(exc)
-        self._change(ConnectionChange("failed", self.stats.transport, reason=exc),
-                     self.on_disconnect)
-
-    def _change(self, change: ConnectionChange, callback: Callable[..., Any] | None) -> None:
-        self._changes.publish(change)
-        self._callbacks.call(callback, change)
+        self._status.failed(exc)
 
     async def disconnect(self, reason_code: int = 0,
                          properties: dict[str, Any] | None = None) -> None:
@@ -210,10 +167,8 @@ class Client:
             raise MalformedPacket("an MQTT 3.1.1 DISCONNECT has no reason code or properties")
         was_open = not self._connector.policy.is_closed and self._connector.policy.ever_connected
         await self._connector.close(reason_code, properties)
-        self.stats.connected = False
         self._queue.close()
-        if was_open:
-            self._change(ConnectionChange("closed", self.stats.transport), self.on_disconnect)
+        self._status.closed(was_open)
 
     async def migrate(self, local_host: str | None = None, timeout: float = 3.0) -> None:
         """Move the QUIC connection to a new local UDP socket (a new port; ``local_host``:
@@ -250,22 +205,14 @@ class Client:
 
             async for change in client.connection_changes():
                 if change.state == "connected" and change.fallback: ..."""
-        return self._changes.changes()
+        return self._status.feed.changes()
 
     async def wait_connected(self, timeout: float | None = None) -> ConnectionChange:
         """Wait until the client is connected (now, or after a reconnect); the change
         that connected it. OperationTimeout after ``timeout`` seconds (default
         ``config.operation_timeout``); raises the reason when connecting failed for good."""
-        def settled(change: ConnectionChange | None) -> bool:
-            return change is not None and change.state in ("connected", "failed")
-
-        await within(self._changes.wait(settled), self.config.operation_timeout
-                     if timeout is None else timeout, "wait for a connection")
-        last = self._changes.last
-        assert last is not None
-        if last.state == "failed" and last.reason is not None:
-            raise last.reason
-        return last
+        return await self._status.wait_connected(
+            self.config.operation_timeout if timeout is None else timeout)
 
     @property
     def is_connected(self) -> bool:
@@ -289,32 +236,10 @@ class Client:
         than Maximum Packet Size: raised before anything is sent), or when it cut off ``max_publish_attempts``
         connections (or streams) in a row: a publish the broker will not take."""
         data = payload_bytes(payload)
-        await within(self._publish(topic, data, qos, retain, properties),
+        await within(self._connector.publish(topic, data, qos, retain, properties),
                      self.config.operation_timeout if timeout is None else timeout,
                      f"publish to {topic!r} (QoS {qos})")
-        self.stats.messages_sent += 1
-        self.stats.last_activity = time.time()
-
-    async def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
-                       properties: dict[str, Any] | None) -> None:
-        attempts = PublishAttempts(self.config.max_publish_attempts)
-        while True:
-            transport = await self._connector.ready()
-            try:
-                await transport.publish(topic, data, qos, retain, properties)
-                return
-            except (PublishFailed, StreamRefused, OperationTimeout):
-                raise
-            except ConnectError as exc:
-                if self._connector.policy.why_not_wait() in _NO_RETRY:
-                    raise
-                # Only its stream ended: a PINGREQ asks whether the connection goes on.
-                stream_only = isinstance(exc, StreamClosed) and transport.is_connected
-                alive = stream_only and await transport.confirm_alive(CONFIRM_ALIVE_WITHIN)
-                if not attempts.cut_off(str(exc), stream_only=stream_only, connection_alive=alive):
-                    self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
-                    raise PublishFailed(topic, None, attempts.reason()) from exc
-                self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+        self._status.activity(sent=1)
 
     async def publish_parallel(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
         """Publish concurrently: on QUIC each topic on its own stream (no head-of-line
@@ -394,9 +319,7 @@ class Client:
         return self._queue.dropped
 
     def _deliver(self, message: Message) -> None:
-        stats = self.stats
-        stats.messages_received += 1
-        stats.last_activity = time.time()
+        self._status.activity(received=1)
         if self._queue.iterating or self.on_message is None:
             self._queue.put(message)
         else:
@@ -408,19 +331,7 @@ class Client:
     def get_stats(self) -> dict[str, Any]:
         """The reference design's statistics (``ConnectionStats``) plus bytes, RTT, open
         streams and dropped messages, as a dict."""
-        stats = self.stats
-        transport = self._connector.transport
-        if transport is not None:
-            stats.connected = transport.is_connected
-            stats.bytes_sent = transport.bytes_sent
-            stats.bytes_received = transport.bytes_received
-            stats.rtt_ms = transport.rtt_ms
-            stats.streams_open = transport.streams_open
-        else:
-            stats.connected = False
-            stats.streams_open = 0
-        stats.messages_dropped = self._queue.dropped
-        return stats.as_dict()
+        return self._status.snapshot(self._connector.transport, self._queue.dropped)
 
     @property
     def transport_type(self) -> TransportType | None:
@@ -453,6 +364,15 @@ def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:
     if not out:
         raise ValueError("subscribe needs at least one topic filter")
     return out
+
+
+def _check_arguments(*, will: Any, **callbacks: Any) -> None:
+    """A clear TypeError now for a callback that is not callable or a Will that is not one."""
+    for name, callback in callbacks.items():
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{name} must be callable, not {type(callback).__name__}")
+    if will is not None and not isinstance(will, Will):
+        raise TypeError(f"will must be a Will, not {type(will).__name__}")
 
 
 def _config_from(config: ConnectionConfig | str | None, port: int | None,

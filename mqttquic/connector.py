@@ -1,13 +1,11 @@
-"""Opening, losing and regaining the connection: the asyncio side of the connection
-policy (``policy.ConnectionPolicy`` decides, this module does).
+"""Keeping a connection: the asyncio side of the connection policy
+(``policy.ConnectionPolicy`` decides, this module does; ``dialer.Dialer`` opens each
+connection).
 
-- Open: QUIC first; if it has no CONNACK after a short head start (and no completed
-  handshake), TCP+TLS (paho-mqtt) races it and the first CONNACK wins.
 - While on TCP+TLS, QUIC is probed in the background; when it works the session
   moves over (a planned handover, not a loss).
 - After an unexpected loss: reconnect with the policy's backoff, restore the
   subscriptions, and let waiting publishes through; a final refusal fails them.
-- 0-RTT tickets are read and written off the event loop.
 
 ``Client`` owns one Connector and keeps the user-facing API.
 """
@@ -17,35 +15,43 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import sys
 import time
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 from ._aio import within
-from ._inflight import Carry
-from ._tls import load_tls_material
 from .codec import Subscription, Will
 from .config import ConnectionConfig, TransportType
+from .dialer import Dialer
 from .errors import (
     ConnectError,
-    ConnectionRefused,
     MQTTQUICError,
     OfflineQueueFull,
+    OperationTimeout,
     PathDead,
-    TLSFileError,
+    PublishFailed,
+    StreamClosed,
+    StreamRefused,
 )
 from .message import Message
-from .policy import Backoff, ConnectionPolicy, Loss, NoWait, QuicProbes, State
-from .tickets import TicketStore
+from .policy import (
+    CONFIRM_ALIVE_WITHIN,
+    Backoff,
+    ConnectionPolicy,
+    Loss,
+    NoWait,
+    PublishAttempts,
+    QuicProbes,
+    State,
+)
 from .transports.base import Transport
 
 __all__ = ["Connector"]
 
 logger = logging.getLogger("mqttquic.client")
 
-EarlyMessage = tuple[str, bytes, bool, "dict[str, Any] | None"]
+# A publish cut off while the client is in one of these states is not sent again.
+_NO_RETRY = frozenset({NoWait.FAILED, NoWait.CLOSED, NoWait.NOT_CONNECTED})
 
 
 class Connector:
@@ -71,23 +77,14 @@ class Connector:
         self._on_lost = on_lost
         self._on_failed = on_failed
         self._subscriptions = subscriptions
-        self._will = will
-        self._connect_properties = connect_properties
         self._up = asyncio.Event()  # set while a transport is connected (or when closed/failed)
         self._reconnecting: asyncio.Task[None] | None = None
         self._probing: asyncio.Task[None] | None = None
         # The TCP+TLS transport a QUIC probe is replacing: the probe's CONNECT, with the same
         # client id, makes the broker drop it, and that is no reason to reconnect.
         self._handing_over: Transport | None = None
-        self._tickets = TicketStore(config.ticket_path()) if config.zero_rtt else None
-        # A persistent session's unfinished QoS 1/2 flows between QUIC connections.
-        self._carry: Carry | None = None
-        # connect(early_messages=...) while it runs: sent behind CONNECT on QUIC.
-        self.early: list[EarlyMessage] = []
-        self._warned_no_aioquic = False
-        # The path's round-trip time (seconds), from the last connection (or the ticket
-        # file): QUIC's first retransmission timer and the head start follow it.
-        self.path_rtt: float | None = None
+        self.dialer = Dialer(config, self.policy, will=will,
+                             connect_properties=connect_properties, logger=logger)
 
     @property
     def is_connected(self) -> bool:
@@ -99,14 +96,14 @@ class Connector:
         """Open a connection: ``transport`` "quic", "tcp", or None for ``config.transport``.
         The time to CONNACK is measured from after the transports are imported."""
         self.policy.open()
-        await self._load_transports()
+        await self.dialer.load_transports()
         started = time.monotonic()
         if transport == "quic":
-            opened = await self._open_quic()
+            opened = await self.dialer.open_quic()
         elif transport == "tcp":
-            opened = await self._open_tcp()
+            opened = await self.dialer.open_tcp()
         else:
-            opened = await self._open()
+            opened = await self.dialer.open()
         self._attach(opened, time.monotonic() - started, reconnected=False)
         return opened
 
@@ -122,8 +119,8 @@ class Connector:
             await transport.disconnect(reason_code, properties)
         self._drop_carry(ConnectError("the client is disconnected"))
         self._up.set()
-        if self._tickets is not None:
-            await self._tickets.saved()
+        if self.dialer.tickets is not None:
+            await self.dialer.tickets.saved()
 
     async def ready(self) -> Transport:
         """The connected transport; while reconnecting, wait for it (a bounded number of
@@ -154,148 +151,6 @@ class Connector:
             finally:
                 policy.offline_waiting -= 1
 
-    # --- opening -------------------------------------------------------------------------------
-
-    async def _load_transports(self) -> None:
-        """Import the transport that is tried first in a worker thread, once: importing
-        aioquic takes 0.1-0.2 s, which would otherwise stall the event loop and count as
-        connect time. paho-mqtt (30-40 ms more) waits until TCP+TLS is tried: a connect
-        that QUIC answers never needs it (``mqttquic pub`` starts that much sooner)."""
-        loop = asyncio.get_running_loop()
-        if self.config.transport != "tcp" and "mqttquic.transports.quic" not in sys.modules:
-            await loop.run_in_executor(None, self._quic_module)
-        if self.config.transport == "tcp":
-            await self._load_tcp()
-
-    async def _load_tcp(self) -> None:
-        if "mqttquic.transports.tcp" not in sys.modules:
-            await asyncio.get_running_loop().run_in_executor(None, _import_tcp)
-
-    def _quic_module(self) -> ModuleType | None:
-        try:
-            from .transports import quic
-        except ImportError as exc:
-            if not self._warned_no_aioquic:
-                self.logger.warning("aioquic is not installed (%s): MQTT over TCP+TLS only;"
-                                    " pip install aioquic for QUIC", exc)
-                self._warned_no_aioquic = True
-            return None
-        return quic
-
-    async def _open(self, connect_timeout: float | None = None) -> Transport:
-        """A connection as the config says (``connect_timeout``: this attempt's own)."""
-        config = self.config
-        if connect_timeout is not None and connect_timeout != config.connect_timeout:
-            config = dataclasses.replace(config, connect_timeout=connect_timeout)
-        mode = config.transport
-        if mode == "tcp":
-            return await self._open_tcp(config)
-        if self._quic_module() is None:
-            if mode == "quic":
-                raise ConnectError("transport 'quic' needs aioquic, which is not installed")
-            return await self._open_tcp(config)
-        if mode == "quic":
-            return await self._open_quic(config=config)
-        return await self._race(config)
-
-    async def _open_quic(self, handshake: asyncio.Event | None = None,
-                         config: ConnectionConfig | None = None) -> Transport:
-        quic = self._quic_module()
-        if quic is None:
-            raise ConnectError("MQTT over QUIC needs aioquic, which is not installed")
-        config = config or self.config
-        tickets = self._tickets
-        handler = None
-        loop = asyncio.get_running_loop()
-
-        def read_files() -> tuple[Any, str, Any, float | None]:
-            # The TLS files (a bad one raises TLSFileError before any packet), then the
-            # ticket, offered once and only under the trust it was earned under.
-            tls = load_tls_material(config, quic.ALPN)
-            key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host,
-                                  tls.trust_id)
-            if tickets is None:
-                return tls, key, None, None
-            return (tls, key, *tickets.take_resumption(key))
-
-        # File I/O off the event loop, in one trip to a worker thread.
-        tls, key, ticket, rtt = await loop.run_in_executor(None, read_files)
-        if rtt is not None:
-            self.path_rtt = rtt
-        if tickets is not None:
-
-            def handler(new_ticket: Any, measured_rtt: float | None) -> None:
-                tickets.save_soon(key, new_ticket, measured_rtt)
-        transport: Transport = await quic.connect_quic(
-            config, will=self._will(), properties=self._connect_properties(), tls=tls,
-            session_ticket=ticket, ticket_handler=handler, adopt=self._carry,
-            early_messages=self.early, handshake=handshake, initial_rtt=self.path_rtt)
-        if transport.rtt_ms is not None:
-            self.path_rtt = transport.rtt_ms / 1000
-        self._carry = None  # the new connection owns the carried flows now
-        return transport
-
-    async def _open_tcp(self, config: ConnectionConfig | None = None) -> Transport:
-        await self._load_tcp()
-        from .transports.tcp import connect_tcp  # paho-mqtt is imported only when used
-
-        return await connect_tcp(config or self.config, will=self._will(),
-                                 properties=self._connect_properties())
-
-    async def _race(self, config: ConnectionConfig) -> Transport:
-        """QUIC, joined by TCP+TLS after the head start; the first CONNACK wins.
-
-        A QUIC handshake that completed within the head start shows that QUIC works:
-        TCP+TLS is then not started for this attempt (it would only send the same
-        CONNECT twice), and QUIC alone answers within its connect timeout."""
-        handshake = asyncio.Event()
-        quic = asyncio.ensure_future(self._open_quic(handshake, config))
-        head_start = self.policy.head_start(config.head_start, self.path_rtt)
-        done, _ = await asyncio.wait({quic}, timeout=head_start)
-        if not done and handshake.is_set():
-            await asyncio.wait({quic})
-            done = {quic}
-        if done:
-            exc = quic.exception()
-            if exc is None:
-                return quic.result()
-            # A refusal, or a TLS file that TCP+TLS would read too: no fallback.
-            if isinstance(exc, (ConnectionRefused, TLSFileError)):
-                raise exc
-            self.logger.warning("QUIC failed (%s): trying TCP+TLS", exc)
-            try:
-                return await self._open_tcp(config)
-            except ConnectionRefused:
-                raise
-            except ConnectError as tcp_exc:
-                raise ConnectError(f"both transports failed: QUIC: {exc}; TCP+TLS: {tcp_exc}") from None
-        self.logger.info("QUIC did not connect within %.0f ms: racing TCP+TLS", head_start * 1000)
-        tcp = asyncio.ensure_future(self._open_tcp(config))
-        names = {quic: "QUIC", tcp: "TCP+TLS"}
-        errors: dict[str, BaseException] = {}
-        pending = {quic, tcp}
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if exc is None:
-                    for other in pending:
-                        other.cancel()
-                    for other in done - {task}:  # both answered in the same instant
-                        if other.exception() is None:
-                            other.result().abort()
-                    if task is tcp:
-                        why = errors.get("QUIC") or f"no QUIC handshake within {head_start} s"
-                        self.logger.warning("using TCP+TLS, not QUIC: %s", why)
-                    return task.result()
-                if isinstance(exc, (ConnectionRefused, TLSFileError)):
-                    for other in pending:
-                        other.cancel()
-                    raise exc
-                errors[names[task]] = exc
-        raise ConnectError(f"both transports failed: QUIC: {errors.get('QUIC')};"
-                           f" TCP+TLS: {errors.get('TCP+TLS')}")
-
     def _attach(self, transport: Transport, elapsed: float | None, *, reconnected: bool,
                 moved: bool = False) -> None:
         """Make ``transport`` the current one. ``elapsed``: seconds from starting to
@@ -308,7 +163,7 @@ class Connector:
             # session is found again only under that name.
             self.config.client_id = assigned
             self.logger.info("the broker assigned the client id %r; reconnects use it", assigned)
-        if self._carry is not None and transport.transport_type is not TransportType.QUIC:
+        if self.dialer.carry is not None and transport.transport_type is not TransportType.QUIC:
             # The flows cannot continue over TCP: their publishes are sent again there.
             self._drop_carry(ConnectError("the session moved to TCP+TLS"))
         self.policy.connected(time.monotonic())
@@ -320,6 +175,32 @@ class Connector:
         if (transport.transport_type is TransportType.TCP_TLS and self.config.transport == "auto"
                 and self.config.quic_probe_interval > 0 and self._probing is None):
             self._probing = asyncio.ensure_future(self._probe_quic())
+
+    async def publish(self, topic: str, data: bytes, qos: int, retain: bool,
+                      properties: dict[str, Any] | None) -> None:
+        """Publish on the current connection; while reconnecting, wait for the next one.
+        A publish cut off with its connection (or QUIC stream) is sent again, up to
+        ``max_publish_attempts`` cut-offs (``policy.PublishAttempts``). The caller's
+        deadline bounds it all."""
+        attempts = PublishAttempts(self.config.max_publish_attempts)
+        while True:
+            transport = await self.ready()
+            try:
+                await transport.publish(topic, data, qos, retain, properties)
+                return
+            except (PublishFailed, StreamRefused, OperationTimeout):
+                raise
+            except ConnectError as exc:
+                if self.policy.why_not_wait() in _NO_RETRY:
+                    raise
+                # Only its stream ended: a PINGREQ asks whether the connection goes on.
+                stream_only = isinstance(exc, StreamClosed) and transport.is_connected
+                alive = stream_only and await transport.confirm_alive(CONFIRM_ALIVE_WITHIN)
+                if not attempts.cut_off(str(exc), stream_only=stream_only, connection_alive=alive):
+                    self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
+                    raise PublishFailed(topic, None, attempts.reason()) from exc
+                self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+
 
     # --- losing and regaining the connection ------------------------------------------------------
 
@@ -336,7 +217,7 @@ class Connector:
             return
         if decision is Loss.IGNORE:
             return
-        self._carry = transport.carry_over()
+        self.dialer.carry = transport.carry_over()
         self._up.clear()
         if decision is Loss.RECONNECT:
             self.logger.warning("connection lost (%s): reconnecting", exc)
@@ -346,7 +227,7 @@ class Connector:
             self._fail(exc)
 
     def _drop_carry(self, exc: BaseException) -> None:
-        carry, self._carry = self._carry, None
+        carry, self.dialer.carry = self.dialer.carry, None
         if carry is not None:
             carry.drop(exc)
 
@@ -369,7 +250,7 @@ class Connector:
                 started = time.monotonic()
                 timeout = policy.attempt_timeout(self.config.connect_timeout, attempt - 1)
                 try:
-                    transport = await self._open(timeout)
+                    transport = await self.dialer.open(timeout)
                 except ConnectError as exc:
                     if not policy.attempt_failed(exc):
                         if policy.is_failed:
@@ -441,7 +322,7 @@ class Connector:
         probe = dataclasses.replace(
             self.config, connect_timeout=QuicProbes.timeout(self.config.connect_timeout))
         try:
-            quic = await self._open_quic(config=probe)
+            quic = await self.dialer.open_quic(config=probe)
         except MQTTQUICError as exc:
             self.logger.debug("QUIC probe failed: %s", exc)
             return False
@@ -454,10 +335,3 @@ class Connector:
         # a persistent session queued meanwhile followed CONNACK and were held for us.
         self._attach(quic, None, reconnected=False, moved=True)
         return True
-
-
-def _import_tcp() -> None:
-    try:
-        from .transports import tcp  # noqa: F401
-    except ImportError:
-        pass  # reported by the connect that needs it

@@ -102,7 +102,7 @@ async def test_session_present_is_exposed(gateway: Any, certs: CertificateFiles,
         await client.subscribe(f"{topic_root}/kept", qos=1)
     async with Client(config) as client:
         assert client.session_present is True
-        assert client._changes.last is not None and client._changes.last.session_present
+        assert client._status.feed.last is not None and client._status.feed.last.session_present
 
 
 async def test_wait_connected_raises_the_final_reason(gateway: Any, certs: CertificateFiles) -> None:

@@ -1,7 +1,6 @@
-"""MQTT over TCP+TLS with paho-mqtt 2.x, driven by the asyncio loop.
+"""MQTT over TCP+TLS with paho-mqtt 2.x, driven by the asyncio loop
+(``_paho_loop.PahoSockets``; only the blocking TCP+TLS connect runs in a worker thread).
 
-paho's socket callbacks hand its socket to ``loop.add_reader``/``add_writer``
-(as aiomqtt does); only the blocking TCP+TLS connect runs in a worker thread.
 The transport offers what the QUIC one offers: publish awaits the ack for QoS
 1 and 2, subscribe returns the granted QoS, messages go to the same queue.
 """
@@ -10,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -26,7 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import _trace
-from .._aio import quick_ack
+from .._inflight import InFlight
 from .._tls import load_tls_material
 from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
 from ..config import ConnectionConfig, TransportType
@@ -44,6 +41,7 @@ from ..message import Message
 from ..properties import PROPERTIES
 from ..reason_codes import reason_code_name
 from ..session import check_publish_size
+from ._paho_loop import PahoSockets
 from .base import Transport, connect_packet
 
 __all__ = ["PahoTransport", "connect_tcp", "tls_context"]
@@ -157,6 +155,30 @@ def _from_paho(props: Any) -> dict[str, Any]:
             if hasattr(props, attribute)}
 
 
+def _paho_client(config: ConnectionConfig, will: Will | None) -> paho.Client:
+    """A paho client for ``config``: TLS, credentials, Will; acknowledgements manual."""
+    v5 = config.protocol_version == 5
+    client = paho.Client(CallbackAPIVersion.VERSION2,
+                         client_id=config.effective_client_id,
+                         clean_session=None if v5 else config.clean_start,
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                         reconnect_on_failure=False)
+    client.tls_set_context(tls_context(config))
+    if config.insecure:
+        client.tls_insecure_set(True)
+    if config.username is not None:
+        client.username_pw_set(config.username, config.password)
+    if will is not None:
+        _paho("will", lambda: client.will_set(
+            will.topic, will.payload, will.qos, will.retain,
+            _properties(PacketTypes.WILLMESSAGE, will.properties)))
+    client.max_inflight_messages_set(65535)
+    # A message is acknowledged when the application takes it (Message._acknowledge).
+    client.manual_ack_set(True)
+    client.max_queued_messages_set(0)
+    return client
+
+
 class PahoTransport(Transport):
     """One paho-mqtt client on one TCP+TLS connection."""
 
@@ -169,34 +191,12 @@ class PahoTransport(Transport):
         # The CONNECT as our codec sees it (Will topic, properties): the same errors as QUIC.
         _check(connect_packet(config, will, properties), config.protocol_version)
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        v5 = config.protocol_version == 5
-        client = paho.Client(CallbackAPIVersion.VERSION2,
-                             client_id=config.effective_client_id,
-                             clean_session=None if v5 else config.clean_start,
-                             protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-                             reconnect_on_failure=False)
-        client.tls_set_context(tls_context(config))
-        if config.insecure:
-            client.tls_insecure_set(True)
-        if config.username is not None:
-            client.username_pw_set(config.username, config.password)
-        if will is not None:
-            _paho("will", lambda: client.will_set(
-                will.topic, will.payload, will.qos, will.retain,
-                _properties(PacketTypes.WILLMESSAGE, will.properties)))
-        client.max_inflight_messages_set(65535)
-        # A message is acknowledged when the application takes it (Message._acknowledge).
-        client.manual_ack_set(True)
-        client.max_queued_messages_set(0)
+        client = _paho_client(config, will)
         if _trace.enabled():
             # paho traces its packets itself ("Sending PUBLISH (d0, q1, ...)"): in
             # mosquitto's words, on the same logger as the QUIC session's trace.
             client.on_log = self._paho_log
-        client.on_socket_open = self._socket_open
-        client.on_socket_close = self._socket_close
-        client.on_socket_register_write = self._register_write
-        client.on_socket_unregister_write = self._unregister_write
+        self._sockets = PahoSockets(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -207,77 +207,15 @@ class PahoTransport(Transport):
         self._connect_properties = properties
         self._connack: asyncio.Future[Any] = self._loop.create_future()
         self._disconnected: asyncio.Future[None] = self._loop.create_future()
-        self._waiters: dict[int, asyncio.Future[Any]] = {}
-        self._misc: asyncio.Task[None] | None = None
+        self._in_flight = InFlight()  # by paho's message id, on channel 0
         self._connected = False
         self._closing = False
         self._limits = ServerLimits()  # MQTT's defaults until the CONNACK says more
-        self._bytes_sent = 0
-        self._bytes_received = 0
-        self._count_bytes()
 
     def _paho_log(self, client: paho.Client, userdata: Any, level: int, text: str) -> None:
         if level == paho.MQTT_LOG_DEBUG and text.startswith(("Sending ", "Received ")):
             _trace.logger.debug("Client %s %s", self.config.effective_client_id or "(no id)",
                                 text[0].lower() + text[1:])
-
-    def _count_bytes(self) -> None:
-        # paho reads and writes through these two methods: count MQTT bytes there.
-        recv, send = self._client._sock_recv, self._client._sock_send
-
-        def counting_recv(size: int) -> bytes:
-            data = recv(size)
-            self._bytes_received += len(data)
-            return data
-
-        def counting_send(buf: bytes | bytearray) -> int:
-            sent = send(buf)
-            self._bytes_sent += sent
-            return sent
-
-        self._client._sock_recv = counting_recv  # type: ignore[method-assign,assignment]
-        self._client._sock_send = counting_send  # type: ignore[method-assign]
-
-    # --- paho's socket callbacks ----------------------------------------------------------------
-    # During connect() they run in the worker thread, before the loop may touch the socket;
-    # connect() then registers it from the loop thread. Afterwards they run on the loop.
-
-    def _on_loop_thread(self) -> bool:
-        return threading.get_ident() == self._loop_thread
-
-    def _readable(self) -> None:
-        client = self._client
-        if client.loop_read() != paho.MQTT_ERR_SUCCESS:
-            return
-        quick_ack(client.socket())
-        # TLS reads whole records: bytes of further packets can wait inside the SSL object,
-        # where the selector cannot see them. Drain them now, not at the next keepalive.
-        sock = client.socket()
-        while sock is not None and getattr(sock, "pending", lambda: 0)() > 0:
-            if client.loop_read() != paho.MQTT_ERR_SUCCESS:
-                return
-            sock = client.socket()
-
-    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._on_loop_thread():
-            self._loop.add_reader(sock, self._readable)
-
-    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._on_loop_thread():
-            self._remove_socket(sock)
-
-    def _remove_socket(self, sock: Any) -> None:
-        if sock.fileno() >= 0:
-            self._loop.remove_reader(sock)
-            self._loop.remove_writer(sock)
-
-    def _register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._on_loop_thread():
-            self._loop.add_writer(sock, client.loop_write)
-
-    def _unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if self._on_loop_thread() and sock.fileno() >= 0:
-            self._loop.remove_writer(sock)
 
     # --- paho's MQTT callbacks (event loop thread) -----------------------------------------------
 
@@ -290,10 +228,7 @@ class PahoTransport(Transport):
                        properties: Any) -> None:
         was_connected, self._connected = self._connected, False
         error = ConnectError(f"TCP+TLS connection lost: {reason}")
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(error)
-        self._waiters.clear()
+        self._in_flight.fail(error)
         if not self._connack.done():
             self._connack.set_exception(error)
         if not self._disconnected.done():
@@ -306,16 +241,12 @@ class PahoTransport(Transport):
 
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
-        future = self._waiters.pop(mid, None)
-        if future is not None and not future.done():
-            future.set_result(reason.value if reason is not None else 0)
+        self._in_flight.resolve(0, mid, reason.value if reason is not None else 0)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
-        future = self._waiters.pop(mid, None)
-        if future is not None and not future.done():
-            codes = reasons if isinstance(reasons, list) else [reasons]
-            future.set_result([code.value for code in codes])
+        codes = reasons if isinstance(reasons, list) else [reasons]
+        self._in_flight.resolve(0, mid, [code.value for code in codes])
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         ack = partial(self._acknowledge, message.mid, message.qos) if message.qos else None
@@ -344,15 +275,8 @@ class PahoTransport(Transport):
         try:
             await asyncio.wait_for(asyncio.shield(opening), config.connect_timeout)
             # The socket is open and CONNECT queued: from here on the loop drives it.
-            sock = self._client.socket()
-            if sock is None:
+            if not self._sockets.watch():
                 raise ConnectError(f"TCP+TLS connect to {where} failed: no socket")
-            # Small MQTT packets must not wait for Nagle (paho leaves it on).
-            if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._loop.add_reader(sock, self._readable)
-            if self._client.want_write():
-                self._loop.add_writer(sock, self._client.loop_write)
             reason, flags, connack_properties = await asyncio.wait_for(
                 self._connack, max(0.1, config.connect_timeout - (time.monotonic() - started)))
         except (TimeoutError, asyncio.CancelledError) as exc:
@@ -381,18 +305,12 @@ class PahoTransport(Transport):
         self._connected = True
         self.session_present = bool(getattr(flags, "session_present", False))
         self.connect_time = time.monotonic() - started
-        self._misc = asyncio.ensure_future(self._misc_loop())
+        self._sockets.start_housekeeping()
         logger.info("connected over TCP+TLS to %s in %.1f ms", where, self.connect_time * 1000)
 
     @property
     def limits(self) -> ServerLimits:
         return self._limits
-
-    async def _misc_loop(self) -> None:
-        # paho's keepalive and timeouts live in loop_misc(), called about once a second.
-        while self._connected:
-            await asyncio.sleep(1.0)
-            self._client.loop_misc()
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                       properties: dict[str, Any] | None = None) -> None:
@@ -440,9 +358,7 @@ class PahoTransport(Transport):
         """What paho's callback reports for ``mid`` (set in _on_publish/_on_subscribe)."""
         if result != paho.MQTT_ERR_SUCCESS or mid is None:
             raise ConnectError(f"{what} failed: {paho.error_string(result)}")
-        future = self._loop.create_future()
-        self._waiters[mid] = future
-        return await future
+        return await self._in_flight.wait(0, mid)
 
     async def disconnect(self, reason_code: int = 0,
                          properties: dict[str, Any] | None = None) -> None:
@@ -459,26 +375,17 @@ class PahoTransport(Transport):
             try:
                 await asyncio.wait_for(asyncio.shield(self._disconnected), 2.0)
             except TimeoutError:
-                self._client._sock_close()
+                pass
         self._stop()
 
     def abort(self) -> None:
         self._closing = True
-        sock = self._client.socket()
-        if sock is not None:
-            self._remove_socket(sock)
-        self._client._sock_close()
         self._stop()
 
     def _stop(self) -> None:
         self._connected = False
-        if self._misc is not None:
-            self._misc.cancel()
-        error = ConnectError("connection closed")
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(error)
-        self._waiters.clear()
+        self._sockets.stop()
+        self._in_flight.fail(ConnectError("connection closed"))
 
     @property
     def is_connected(self) -> bool:
@@ -486,11 +393,11 @@ class PahoTransport(Transport):
 
     @property
     def bytes_sent(self) -> int:
-        return self._bytes_sent
+        return self._sockets.bytes_sent
 
     @property
     def bytes_received(self) -> int:
-        return self._bytes_received
+        return self._sockets.bytes_received
 
 
 async def connect_tcp(config: ConnectionConfig, *, will: Will | None = None,
