@@ -12,11 +12,11 @@ and their acks, and each data stream has its own packet identifiers.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from typing import Any
 
 from . import _trace
 from . import events as ev
+from ._channel import Channel, Keepalive, NoPacketIds, SendWindow
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
     Connack,
@@ -29,7 +29,6 @@ from .codec import (
     Publish,
     Pubrec,
     Pubrel,
-    StreamDecoder,
     Suback,
     Subscribe,
     Subscription,
@@ -48,8 +47,6 @@ logger = logging.getLogger("mqttquic.session")
 
 CONTROL = 0
 
-_PACKET_ID_NOT_FOUND = 0x92
-
 
 def check_publish_size(packet: Publish, protocol_version: int, limit: int | None) -> None:
     """PublishFailed (0x95) when ``packet`` is larger than the broker's Maximum Packet
@@ -65,47 +62,16 @@ class SessionClosed(MQTTQUICError):
     """The session ended (refused, timed out, disconnected); nothing more can be sent."""
 
 
-class NoPacketIds(MQTTQUICError):
-    """All 65,535 packet identifiers of a channel are in use."""
-
-
-class _Channel:
-    __slots__ = ("decoder", "last_id", "outgoing", "incoming_qos2", "unacknowledged", "requests",
-                 "aliases")
-
-    def __init__(self, protocol_version: int, max_packet_size: int) -> None:
-        self.decoder = StreamDecoder(protocol_version, max_packet_size)
-        self.last_id = 0
-        # packet id -> the Publish (QoS 1, or QoS 2 before PUBREC) or Pubrel awaiting its ack
-        self.outgoing: dict[int, Publish | Pubrel] = {}
-        self.incoming_qos2: set[int] = set()
-        # Received QoS 1/2 packet ids whose PUBACK/PUBREC waits for acknowledge().
-        self.unacknowledged: set[int] = set()
-        # packet id -> "subscribe" / "unsubscribe"
-        self.requests: dict[int, str] = {}
-        self.aliases: dict[int, str] = {}
-
-    def allocate_id(self) -> int:
-        candidate = self.last_id
-        for _ in range(0xFFFF):
-            candidate = candidate % 0xFFFF + 1
-            if candidate not in self.outgoing and candidate not in self.requests:
-                self.last_id = candidate
-                return candidate
-        raise NoPacketIds("all 65535 packet identifiers of this channel are in use")
-
-
-class Session:
-    """MQTT state for one connection: ids, in-flight tables, keepalive, events."""
+class _SessionState:
+    """The session's state, its outputs and its commands; ``Session`` adds what each
+    received packet means."""
 
     def __init__(self, connect: Connect, *, max_packet_size: int = DEFAULT_MAX_PACKET_SIZE,
                  ping_timeout: float | None = None, downgrade_qos: bool = False,
                  manual_acks: bool = False) -> None:
         self.connect_packet = connect
         self.protocol_version = connect.protocol_version
-        self.keepalive = float(connect.keepalive)
-        # How long a PINGREQ may wait for its PINGRESP before the connection is dead.
-        self.ping_timeout = ping_timeout if ping_timeout is not None else max(1.0, self.keepalive / 2)
+        self.keepalive = Keepalive(float(connect.keepalive), ping_timeout)
         self.max_packet_size = max_packet_size
         self.state = "new"  # new -> connecting -> connected -> closed
         self.session_present = False
@@ -118,22 +84,16 @@ class Session:
         # window, not our memory, bounds what a slow reader is sent.
         self.manual_acks = manual_acks
         # The broker's Receive Maximum: QoS 1/2 publishes in flight at once (MQTT 5).
-        self.send_quota = 65535
-        self._channels: dict[int, _Channel] = {}
+        self.window = SendWindow()
+        self._channels: dict[int, Channel] = {}
         self._closed_channels: set[int] = set()
-        self._waiting: deque[tuple[int, Publish]] = deque()
-        self._in_flight = 0
         self._out: list[tuple[int, bytes]] = []
         self._events: list[ev.Event] = []
-        self._last_control_send = 0.0
-        self._ping_sent_at: float | None = None
         self._adopted = False
         # The packet trace (mosquitto's -d), decided once: no cost per packet when off.
         self._trace = _trace.enabled()
         self.bytes_sent = 0
         self.bytes_received = 0
-
-    # --- outputs -------------------------------------------------------------------
 
     def data_to_send(self) -> list[tuple[int, bytes]]:
         """``(channel, bytes)`` to write, in order; drained by the call."""
@@ -147,17 +107,13 @@ class Session:
 
     def next_timer(self) -> float | None:
         """When ``handle_timer`` must next be called, or None."""
-        if self.state not in ("connecting", "connected") or not self.keepalive:
+        if self.state not in ("connecting", "connected"):
             return None
-        if self._ping_sent_at is not None:
-            return self._ping_sent_at + self.ping_timeout
-        return self._last_control_send + self.keepalive
+        return self.keepalive.deadline()
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
-
-    # --- commands --------------------------------------------------------------------
+        return self.window.in_flight
 
     def connect(self, now: float) -> None:
         if self.state != "new":
@@ -168,7 +124,7 @@ class Session:
     def open_channel(self, channel: int) -> None:
         self._closed_channels.discard(channel)
         if channel not in self._channels:
-            self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
+            self._channels[channel] = Channel(self.protocol_version, self.max_packet_size)
 
     def close_channel(self, channel: int, now: float = 0.0) -> list[Publish]:
         """Forget a channel (its stream closed). Returns its unfinished publishes."""
@@ -178,9 +134,7 @@ class Session:
         if state is None:
             return []
         unfinished = [p for p in state.outgoing.values() if isinstance(p, Publish)]
-        waiting = {packet.packet_id for c, packet in self._waiting if c == channel}
-        self._in_flight -= sum(1 for packet_id in state.outgoing if packet_id not in waiting)
-        self._waiting = deque(item for item in self._waiting if item[0] != channel)
+        self.window.forget_channel(channel, list(state.outgoing))
         self._release_waiting(now)
         return unfinished
 
@@ -202,11 +156,8 @@ class Session:
         packet = Publish(topic, payload, qos, retain, False, packet_id, properties)
         self._check_size(packet)
         state.outgoing[packet_id] = packet
-        if self._in_flight < self.send_quota:
-            self._in_flight += 1
+        if self.window.admit(channel, packet):
             self._send(channel, packet, now)
-        else:
-            self._waiting.append((channel, packet))
         return packet_id
 
     def subscribe(self, subscriptions: list[Subscription], *, channel: int = CONTROL,
@@ -238,42 +189,95 @@ class Session:
         deadline = self.next_timer()
         if deadline is None or now < deadline:
             return
-        if self._ping_sent_at is not None:
-            waited = now - self._ping_sent_at
+        if self.keepalive.ping_sent_at is not None:
+            waited = now - self.keepalive.ping_sent_at
             logger.warning("no PINGRESP %.1f s after PINGREQ: connection is dead", waited)
             self._close(ev.KeepaliveTimeout(waited))
             return
         self._send(CONTROL, Pingreq(), now)
-        self._ping_sent_at = now
+        self.keepalive.ping_sent_at = now
 
     def ping(self, now: float) -> None:
         """Send a PINGREQ now, unless one waits for its PINGRESP already: the PongReceived
         event shows that the broker still serves the session. Unanswered, it ends the
         session as the keepalive's would (KeepaliveTimeout after ``ping_timeout``)."""
         self._check_open()
-        if self.state == "connected" and self._ping_sent_at is None:
+        if self.state == "connected" and self.keepalive.ping_sent_at is None:
             self._send(CONTROL, Pingreq(), now)
-            self._ping_sent_at = now
+            self.keepalive.ping_sent_at = now
 
     def acknowledge(self, channel: int, packet_id: int, now: float = 0.0) -> None:
         """The application took the QoS 1/2 message ``packet_id`` of ``channel``: send its
         PUBACK (QoS 1) or PUBREC (QoS 2). Nothing when the channel or session is gone (a
         persistent session's broker sends it again)."""
         state = self._channels.get(channel)
-        if self.state == "closed" or state is None or packet_id not in state.unacknowledged:
-            return
-        state.unacknowledged.discard(packet_id)
-        if packet_id in state.incoming_qos2:
-            self._send(channel, Pubrec(packet_id), now)
-        else:
-            self._send(channel, Puback(packet_id), now)
+        ack = state.take(packet_id) if state is not None and self.state != "closed" else None
+        if ack is not None:
+            self._send(channel, ack, now)
 
     def unacknowledged(self) -> list[tuple[int, Publish | Pubrel]]:
         """``(channel, packet)`` of every QoS 1/2 publish not yet completed."""
         return [(channel, packet) for channel, state in self._channels.items()
                 for packet in state.outgoing.values()]
 
-    # --- input -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.state == "closed":
+            raise SessionClosed("the session is closed")
+
+    def _check_size(self, packet: Publish) -> None:
+        # Larger than the broker's Maximum Packet Size: refused here, not by a disconnect.
+        check_publish_size(packet, self.protocol_version, self.limits.maximum_packet_size)
+
+    def _channel(self, channel: int) -> Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = Channel(self.protocol_version, self.max_packet_size)
+        return state
+
+    def _send(self, channel: int, packet: Any, now: float) -> None:
+        if self._trace:
+            _trace.trace(self.connect_packet.client_id, "sending", packet, channel)
+        data = encode(packet, self.protocol_version)
+        self.bytes_sent += len(data)
+        self._out.append((channel, data))
+        if channel == CONTROL:
+            self.keepalive.last_sent = now
+
+    def _close(self, event: ev.Event) -> None:
+        self.state = "closed"
+        self._events.append(event)
+
+    def _fail(self, channel: int, reason: str, control_event: type[ev.ProtocolViolation],
+              now: float = 0.0) -> None:
+        """The broker broke ``channel``: a data channel ends alone, the control channel
+        ends the connection."""
+        if channel == CONTROL:
+            self._close(control_event(reason))
+            return
+        logger.warning("broker ended data channel %d: %s", channel, reason)
+        unfinished = self.close_channel(channel, now)
+        self._events.append(ev.ChannelFailed(channel, reason, unfinished))
+
+    def _release_waiting(self, now: float) -> None:
+        for channel, packet in self.window.released():
+            self._send(channel, packet, now)
+
+    def _complete(self, channel: int, packet_id: int, reason_code: int, now: float) -> None:
+        """A QoS 1/2 flow we started is complete (its channel has forgotten it)."""
+        self.window.completed()
+        self._events.append(ev.PublishCompleted(channel, packet_id, reason_code))
+        self._release_waiting(now)
+
+    def _violation(self, reason: str, channel: int = CONTROL, now: float = 0.0) -> None:
+        logger.error("protocol violation by the broker: %s", reason)
+        self._fail(channel, reason, ev.ProtocolViolation, now)
+
+
+class Session(_SessionState):
+    """MQTT state for one connection: ids, in-flight tables, keepalive, events. The
+    transport calls the commands (``connect()``, ``publish()``, ...) and
+    ``receive_data()``, and reads ``data_to_send()``, ``events()`` and
+    ``next_timer()``."""
 
     def receive_data(self, channel: int, data: bytes, now: float) -> None:
         """Bytes that arrived on ``channel``."""
@@ -298,113 +302,29 @@ class Session:
             if self.state == "closed" or channel not in self._channels:
                 return
 
-    # --- internals -------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self.state == "closed":
-            raise SessionClosed("the session is closed")
-
-    def _check_size(self, packet: Publish) -> None:
-        # Larger than the broker's Maximum Packet Size: refused here, not by a disconnect.
-        check_publish_size(packet, self.protocol_version, self.limits.maximum_packet_size)
-
-    def _channel(self, channel: int) -> _Channel:
-        state = self._channels.get(channel)
-        if state is None:
-            state = self._channels[channel] = _Channel(self.protocol_version, self.max_packet_size)
-        return state
-
-    def _send(self, channel: int, packet: Any, now: float) -> None:
-        if self._trace:
-            _trace.trace(self.connect_packet.client_id, "sending", packet, channel)
-        data = encode(packet, self.protocol_version)
-        self.bytes_sent += len(data)
-        self._out.append((channel, data))
-        if channel == CONTROL:
-            self._last_control_send = now
-
-    def _close(self, event: ev.Event) -> None:
-        self.state = "closed"
-        self._events.append(event)
-
-    def _fail(self, channel: int, reason: str, control_event: type[ev.ProtocolViolation],
-              now: float = 0.0) -> None:
-        """The broker broke ``channel``: a data channel ends alone, the control channel
-        ends the connection."""
-        if channel == CONTROL:
-            self._close(control_event(reason))
-            return
-        logger.warning("broker ended data channel %d: %s", channel, reason)
-        unfinished = self.close_channel(channel, now)
-        self._events.append(ev.ChannelFailed(channel, reason, unfinished))
-
-    def _release_waiting(self, now: float) -> None:
-        while self._waiting and self._in_flight < self.send_quota:
-            channel, packet = self._waiting.popleft()
-            self._in_flight += 1
-            self._send(channel, packet, now)
-
-    def _complete(self, channel: int, state: _Channel, packet_id: int, reason_code: int,
-                  now: float) -> None:
-        del state.outgoing[packet_id]
-        self._in_flight -= 1
-        self._events.append(ev.PublishCompleted(channel, packet_id, reason_code))
-        self._release_waiting(now)
-
-    def _violation(self, reason: str, channel: int = CONTROL, now: float = 0.0) -> None:
-        logger.error("protocol violation by the broker: %s", reason)
-        self._fail(channel, reason, ev.ProtocolViolation, now)
-
-    def _handle(self, channel: int, state: _Channel, packet: Any, now: float) -> None:
+    def _handle(self, channel: int, state: Channel, packet: Any, now: float) -> None:
         if self._trace:
             _trace.trace(self.connect_packet.client_id, "received", packet, channel)
         kind = type(packet)
         v5 = self.protocol_version == 5
         if kind is Publish:
             self._handle_publish(channel, state, packet, now)
-        elif kind is Puback:
-            sent = state.outgoing.get(packet.packet_id)
-            if isinstance(sent, Publish) and sent.qos == 1:
-                self._complete(channel, state, packet.packet_id, packet.reason_code, now)
-            else:
-                logger.warning("PUBACK for unknown packet id %d on channel %d", packet.packet_id,
-                               channel)
-        elif kind is Pubrec:
-            sent = state.outgoing.get(packet.packet_id)
-            if isinstance(sent, Publish) and sent.qos == 2:
-                if packet.reason_code >= 0x80:
-                    self._complete(channel, state, packet.packet_id, packet.reason_code, now)
-                    return
-                state.outgoing[packet.packet_id] = Pubrel(packet.packet_id)
-                self._send(channel, state.outgoing[packet.packet_id], now)
-            elif isinstance(sent, Pubrel):
-                self._send(channel, sent, now)  # our PUBREL was lost with a connection: again
-            else:
-                self._send(channel, Pubrel(packet.packet_id, _PACKET_ID_NOT_FOUND if v5 else 0),
-                           now)
+        elif kind is Puback or kind is Pubrec or kind is Pubcomp:
+            completed, release = state.acknowledged(packet, v5)
+            if release is not None:
+                self._send(channel, release, now)
+            if completed is not None:
+                self._complete(channel, packet.packet_id, completed, now)
         elif kind is Pubrel:
-            known = packet.packet_id in state.incoming_qos2
-            state.incoming_qos2.discard(packet.packet_id)
-            code = 0 if known or not v5 else _PACKET_ID_NOT_FOUND
-            self._send(channel, Pubcomp(packet.packet_id, code), now)
-        elif kind is Pubcomp:
-            sent = state.outgoing.get(packet.packet_id)
-            if isinstance(sent, Pubrel):
-                self._complete(channel, state, packet.packet_id, packet.reason_code, now)
-            else:
-                logger.warning("PUBCOMP for unknown packet id %d", packet.packet_id)
+            self._send(channel, state.receive_pubrel(packet.packet_id, v5), now)
         elif kind is Suback or kind is Unsuback:
-            request = state.requests.pop(packet.packet_id, None)
-            expected = "subscribe" if kind is Suback else "unsubscribe"
-            if request != expected:
-                logger.warning("%s for unknown packet id %d", kind.__name__.upper(),
-                               packet.packet_id)
-                return
-            event_class = ev.SubscribeCompleted if kind is Suback else ev.UnsubscribeCompleted
-            self._events.append(event_class(channel, packet.packet_id, list(packet.reason_codes),
-                                            packet.properties))
+            if state.request_done(packet.packet_id,
+                                  "subscribe" if kind is Suback else "unsubscribe"):
+                event_class = ev.SubscribeCompleted if kind is Suback else ev.UnsubscribeCompleted
+                self._events.append(event_class(channel, packet.packet_id,
+                                                list(packet.reason_codes), packet.properties))
         elif kind is Pingresp:
-            self._ping_sent_at = None
+            self.keepalive.ping_sent_at = None
             self._events.append(ev.PongReceived())
         elif kind is Connack:
             self._handle_connack(packet, now)
@@ -430,9 +350,9 @@ class Session:
         self.state = "connected"
         self.session_present = packet.session_present
         self.limits = ServerLimits.from_connack(packet.properties)
-        self.send_quota = self.limits.receive_maximum
+        self.window.quota = self.limits.receive_maximum
         if self.limits.server_keep_alive is not None:
-            self.keepalive = float(self.limits.server_keep_alive)
+            self.keepalive.interval = float(self.limits.server_keep_alive)
         self._events.append(ev.Connected(packet.session_present, packet.properties))
         if self._adopted:
             self._resume_control_flows(packet.session_present, now)
@@ -445,60 +365,29 @@ class Session:
         old = previous._channels.get(CONTROL)
         if old is None or not (old.outgoing or old.incoming_qos2):
             return
-        state = self._channel(CONTROL)
-        state.outgoing = dict(old.outgoing)
-        state.incoming_qos2 = set(old.incoming_qos2)
-        state.last_id = old.last_id
+        self._channel(CONTROL).adopt(old)
         self._adopted = True
 
     def _resume_control_flows(self, session_present: bool, now: float) -> None:
-        state = self._channels[CONTROL]
-        if not session_present:
-            # The broker forgot the session: its half of every QoS 2 flow is gone.
-            state.incoming_qos2.clear()
-        for packet_id, packet in sorted(state.outgoing.items()):
-            if isinstance(packet, Pubrel) and not session_present:
-                # PUBREC said the broker owned the message; nothing is left to release.
-                del state.outgoing[packet_id]
-                self._events.append(ev.PublishCompleted(CONTROL, packet_id, 0))
-                continue
-            if isinstance(packet, Publish):
-                packet.dup = True
-            if self._in_flight < self.send_quota:
-                self._in_flight += 1
+        done, again = self._channels[CONTROL].resume(session_present)
+        for packet_id in done:
+            self._events.append(ev.PublishCompleted(CONTROL, packet_id, 0))
+        for packet in again:
+            if isinstance(packet, Pubrel):
+                # Its PUBLISH was in flight already: the flow counts, even beyond the quota.
+                self.window.in_flight += 1
                 self._send(CONTROL, packet, now)
-            elif isinstance(packet, Publish):
-                self._waiting.append((CONTROL, packet))
-        logger.info("resumed %d unfinished QoS 1/2 flows (session present: %s)",
-                    len(state.outgoing), session_present)
+            elif self.window.admit(CONTROL, packet):
+                self._send(CONTROL, packet, now)
+        logger.info("resumed %d unfinished QoS 1/2 flows (session present: %s)", len(again),
+                    session_present)
 
-    def _handle_publish(self, channel: int, state: _Channel, packet: Publish, now: float) -> None:
-        alias = packet.properties.get("topic_alias")
-        if alias is not None:
-            if packet.topic:
-                state.aliases[alias] = packet.topic
-            elif alias in state.aliases:
-                packet.topic = state.aliases[alias]
-            else:
-                self._violation(f"unknown topic alias {alias}", channel, now)
-                return
-        packet_id = packet.packet_id
-        if packet_id is None:
+    def _handle_publish(self, channel: int, state: Channel, packet: Publish, now: float) -> None:
+        if not state.resolve_alias(packet):
+            self._violation(f"unknown topic alias {packet.properties['topic_alias']}", channel, now)
+            return
+        deliver, ack = state.receive_publish(packet, self.manual_acks)
+        if deliver:
             self._events.append(ev.MessageReceived(packet, channel))
-        elif packet.qos == 1:
-            self._events.append(ev.MessageReceived(packet, channel))
-            if self.manual_acks:
-                state.unacknowledged.add(packet_id)
-            else:
-                self._send(channel, Puback(packet_id), now)
-        else:
-            # Exactly once: deliver on first sight, re-acknowledge duplicates until PUBREL
-            # (a duplicate of one the application has not taken yet waits with it).
-            if packet_id not in state.incoming_qos2:
-                state.incoming_qos2.add(packet_id)
-                self._events.append(ev.MessageReceived(packet, channel))
-                if self.manual_acks:
-                    state.unacknowledged.add(packet_id)
-                    return
-            if packet_id not in state.unacknowledged:
-                self._send(channel, Pubrec(packet_id), now)
+        if ack is not None:
+            self._send(channel, ack, now)

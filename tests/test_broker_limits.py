@@ -67,7 +67,7 @@ async def test_nothing_above_what_the_connack_allows_is_sent(
         assert client.is_connected and client.get_stats()["reconnect_count"] == 0
         # The broker's Server Keep Alive replaces ours (its pings are what it expects).
         transport_object: Any = client._connector.transport
-        keepalive = (transport_object.session.keepalive if transport == "quic"
+        keepalive = (transport_object.session.keepalive.interval if transport == "quic"
                      else transport_object._client._keepalive)
         assert keepalive == 30
 
