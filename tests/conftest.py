@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -65,17 +65,32 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
 
 
 @pytest.fixture(scope="session")
-def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+def brokers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Mosquitto]]:
+    """``brokers(*config_lines, users=None)``: a mosquitto with those settings, started on
+    first use and shared by every test that asks for the same ones (as ``mosquitto`` is
+    shared); all are stopped at the end of the run, and die with it if it is killed."""
+    started: dict[tuple[Any, ...], Mosquitto] = {}
+
+    def broker(*extra: str, users: dict[str, str] | None = None) -> Mosquitto:
+        key = (extra, tuple(sorted((users or {}).items())))
+        if key not in started:
+            started[key] = Mosquitto(tmp_path_factory.mktemp("mosquitto"), users=users,
+                                     extra=list(extra)).start()
+        return started[key]
+
     yield broker
-    broker.stop()
+    for running in started.values():
+        running.stop()
 
 
 @pytest.fixture(scope="session")
-def mosquitto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto-auth"), users=USERS).start()
-    yield broker
-    broker.stop()
+def mosquitto(brokers: Callable[..., Mosquitto]) -> Mosquitto:
+    return brokers()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_auth(brokers: Callable[..., Mosquitto]) -> Mosquitto:
+    return brokers(users=USERS)
 
 
 @pytest.fixture
@@ -92,19 +107,35 @@ def gateway_config(broker: Mosquitto, certs: CertificateFiles) -> Any:
 
 
 @pytest.fixture
-async def gateway(mosquitto: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Any]:
+async def gateways(certs: CertificateFiles) -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await gateways(broker, **config_changes)``: a started gateway in front of
+    ``broker`` (``GatewayConfig`` fields changed as given), stopped after the test."""
     from mqttquic.gateway import Gateway
 
-    async with Gateway(gateway_config(mosquitto, certs)) as gw:
-        yield gw
+    opened: list[Any] = []
+
+    async def gateway(broker: Mosquitto, **changes: Any) -> Any:
+        config = gateway_config(broker, certs)
+        for name, value in changes.items():
+            setattr(config, name, value)
+        started = Gateway(config)
+        await started.start()
+        opened.append(started)
+        return started
+
+    yield gateway
+    for started in reversed(opened):
+        await started.stop()
 
 
 @pytest.fixture
-async def auth_gateway(mosquitto_auth: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Any]:
-    from mqttquic.gateway import Gateway
+async def gateway(gateways: Callable[..., Awaitable[Any]], mosquitto: Mosquitto) -> Any:
+    return await gateways(mosquitto)
 
-    async with Gateway(gateway_config(mosquitto_auth, certs)) as gw:
-        yield gw
+
+@pytest.fixture
+async def auth_gateway(gateways: Callable[..., Awaitable[Any]], mosquitto_auth: Mosquitto) -> Any:
+    return await gateways(mosquitto_auth)
 
 
 def client_config(gateway: Any, certs: CertificateFiles, **overrides: Any) -> Any:

@@ -29,17 +29,10 @@ from mqttquic.certs import CertificateFiles
 
 from .conftest import client_config
 from .test_quic import collect
+from .waits import eventually
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
 KIND = {"quic": TransportType.QUIC, "tcp": TransportType.TCP_TLS}
-
-
-async def until(predicate: Any, timeout: float = 10.0) -> None:
-    async def poll() -> None:
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 # --- 1. connection state ------------------------------------------------------------------------
@@ -78,7 +71,7 @@ async def test_callbacks_and_changes_follow_a_takeover_and_a_close(
     async with Client(client_config(gateway, certs, transport=transport,
                                     client_id=config.client_id, reconnect=False)):
         pass  # connected, then gone: the first client was dropped for it
-    await until(lambda: len(seen_connect) == 2)
+    await eventually(lambda: len(seen_connect) == 2)
     await client.disconnect()
     await asyncio.wait_for(finished.wait(), 5)
     await asyncio.wait_for(follower, 5)
@@ -89,7 +82,7 @@ async def test_callbacks_and_changes_follow_a_takeover_and_a_close(
     assert [c.state for c in seen_disconnect] == ["lost", "closed"]
     assert seen_disconnect[0].reason is not None
     assert [c.state for c in iterated] == ["connected", "lost", "connected", "closed"]
-    await until(lambda: not client._callbacks.tasks)  # the coroutine's task was kept, and ended
+    await eventually(lambda: not client._callbacks.tasks)  # the coroutine's task was kept, and ended
 
 
 @TRANSPORTS
@@ -178,7 +171,7 @@ async def test_on_message_only_queues_nothing(gateway: Any, certs: CertificateFi
         await client.subscribe(f"{topic_root}/#", qos=1)
         for i in range(20):
             await client.publish(f"{topic_root}/n", str(i), qos=1)
-        await until(lambda: len(got) == 20)
+        await eventually(lambda: len(got) == 20)
         assert client._queue.qsize() == 0 and client.messages_dropped == 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,18 @@ from mqttquic.message import Message
 from .brokers import Mosquitto, relay_both_ways
 from .conftest import client_config, gateway_config
 from .test_quic import collect
-from .test_recovery import _until
+from .waits import eventually
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
 
 
-@pytest.fixture(scope="module")
-def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(tmp_path_factory.mktemp("hardened"),
-                       extra=["max_qos 1", "retain_available false", "max_keepalive 30",
-                              "max_topic_alias 2"]).start()
-    yield broker
-    broker.stop()
+HARDENED = ("max_qos 1", "retain_available false", "max_keepalive 30", "max_topic_alias 2")
 
 
 @pytest.fixture
-async def hardened_gateway(hardened: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Gateway]:
-    async with Gateway(gateway_config(hardened, certs)) as gateway:
-        yield gateway
+async def hardened_gateway(brokers: Any, gateways: Any) -> Gateway:
+    gateway: Gateway = await gateways(brokers(*HARDENED))
+    return gateway
 
 
 @TRANSPORTS
@@ -101,7 +95,7 @@ async def _restart(broker: Mosquitto, client: Client) -> None:
     connects = client.get_stats()["reconnect_count"]
     broker.stop()
     broker.start()
-    await _until(lambda: client.get_stats()["reconnect_count"] > connects and client.is_connected,
+    await eventually(lambda: client.get_stats()["reconnect_count"] > connects and client.is_connected,
                  15.0)
 
 
@@ -129,12 +123,12 @@ async def test_retained_messages_do_not_come_back_when_the_broker_kept_the_sessi
 
             gatherer = asyncio.ensure_future(gather())
             await subscriber.subscribe(topic, qos=1)
-            await _until(lambda: len(got) == 1, 5.0)
+            await eventually(lambda: len(got) == 1, 5.0)
             await _restart(persistent_broker, subscriber)
             assert subscriber.session_present
             async with Client(client_config(gateway, certs, **settings)) as publisher:
                 await publisher.publish(topic, b"fresh", qos=1)
-            await _until(lambda: len(got) >= 2, 10.0)
+            await eventually(lambda: len(got) >= 2, 10.0)
             await asyncio.sleep(0.5)  # a repeated retained message would be here by now
             gatherer.cancel()
     assert [m.payload for m in got] == [b"retained", b"fresh"]
@@ -176,6 +170,8 @@ async def test_a_slow_reader_loses_no_acknowledged_message(
         async with Client(client_config(gateway, certs, **settings)) as publisher:
             for i in range(50):
                 await publisher.publish(f"{topic}/1", str(i), qos=1)
+            # 1 s: on loopback all 50 reach the reader in well under 0.1 s, were its
+            # acknowledgements not held back; the broker's window (20) stops them instead.
             await asyncio.sleep(1.0)
             held = reader._queue.qsize()
             assert 5 <= held <= 20  # the broker waits for acknowledgements
@@ -185,10 +181,10 @@ async def test_a_slow_reader_loses_no_acknowledged_message(
             # QoS 0 promised nothing: a full queue drops it, and says how many.
             for i in range(5):
                 await publisher.publish(f"{topic}/1", f"fill-{i}", qos=1)
-            await _until(lambda: reader._queue.qsize() == 5, 5.0)
+            await eventually(lambda: reader._queue.qsize() == 5, 5.0)
             for i in range(10):
                 await publisher.publish(f"{topic}/0", str(i), qos=0)
-            await _until(lambda: reader.get_stats()["messages_dropped"] == 10, 5.0)
+            await eventually(lambda: reader.get_stats()["messages_dropped"] == 10, 5.0)
 
 
 class _ConnackRewriter:

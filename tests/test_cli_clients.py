@@ -288,6 +288,8 @@ async def test_sub_v_prints_topics_without_switching_logging_on(
         cli: Cli, gateway: Any, certs: CertificateFiles, topic_root: str) -> None:
     async with Client(client_config(gateway, certs)) as publisher:
         sub = await cli.start("sub", "-t", f"{topic_root}/#", "-v", "-C", "1", "-q", "1")
+        # The subscriber process subscribes within 0.3-0.6 s; a message sent before that
+        # would be missed, and the test would time out rather than pass wrongly.
         await asyncio.sleep(1.5)
         await publisher.publish(f"{topic_root}/x", b"hello", qos=1)
         out, err = await asyncio.wait_for(sub.communicate(), 15)

@@ -45,7 +45,7 @@ def test_cli_gateway_pub_sub_and_example(mosquitto: Mosquitto, certs: Certificat
                   str(certs.ca_file), "--server-name", "localhost"]
         sub = start_child([sys.executable, "-m", "mqttquic", "sub", *common, "-t", "cli/#",
                            "-q", "1", "-C", "1", "-v"], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        time.sleep(1.5)  # the subscriber has subscribed (0.3-0.6 s); else the test times out
         pub = subprocess.run([sys.executable, "-m", "mqttquic", "pub", *common, "-t", "cli/hello",
                               "-m", "hi there", "-q", "1"], capture_output=True, text=True,
                              timeout=30)

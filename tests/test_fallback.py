@@ -11,7 +11,7 @@ import stat
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from mqttquic.message import Message
 from .brokers import FaultyProxy, Mosquitto, free_port
 from .conftest import client_config, gateway_config
 from .test_quic import collect, count_payloads
+from .waits import eventually
 
 VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
 
@@ -41,11 +42,9 @@ def black_hole() -> Iterator[int]:
 
 
 @pytest.fixture
-async def tls_only_gateway(mosquitto: Mosquitto, certs: CertificateFiles) -> AsyncIterator[Gateway]:
-    config = gateway_config(mosquitto, certs)
-    config.quic_port = None
-    async with Gateway(config) as gw:
-        yield gw
+async def tls_only_gateway(gateways: Any, mosquitto: Mosquitto) -> Gateway:
+    gateway: Gateway = await gateways(mosquitto, quic_port=None)
+    return gateway
 
 
 @VERSIONS
@@ -162,6 +161,7 @@ async def test_bad_password_one_attempt_no_retry(auth_gateway: Gateway, certs: C
     client = Client(config)
     with pytest.raises(ConnectionRefused):
         await client.connect()
+    # 1 s, twice the head start: a TCP+TLS attempt racing the refused one would be in.
     await asyncio.sleep(1.0)
     assert (auth_gateway.quic_connections, auth_gateway.tcp_connections) == (1, 0)
     assert not client.is_connected
@@ -180,10 +180,7 @@ async def test_fallback_moves_back_to_quic_when_it_comes_up(
         quic_config = gateway_config(mosquitto, certs)
         quic_config.quic_port, quic_config.tcp_port = quic_port, None
         async with Gateway(quic_config):
-            for _ in range(100):
-                if client.transport_type is TransportType.QUIC:
-                    break
-                await asyncio.sleep(0.1)
+            await eventually(lambda: client.transport_type is TransportType.QUIC, 10)
             assert client.transport_type is TransportType.QUIC
             assert client.get_stats()["transport"] == "quic"
             # The subscription came along: a message sent by another client arrives.
@@ -252,10 +249,7 @@ async def test_zero_rtt_resumption_and_ticket_file(gateway: Gateway, certs: Cert
     async with Client(config) as first:
         stats = first.get_stats()
         assert not stats["session_resumed"] and not stats["zero_rtt_used"]
-        for _ in range(50):  # the ticket arrives just after the handshake
-            if ticket_file.exists():
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: ticket_file.exists(), 1)  # the ticket arrives just after the handshake
     assert stat.S_IMODE(ticket_file.stat().st_mode) == 0o600
     async with Client(config) as second:
         stats = second.get_stats()
@@ -278,10 +272,7 @@ async def test_qos0_messages_ride_in_the_0rtt_flight_when_asked(
     async with Client(client_config(gateway, certs)) as subscriber:
         await subscriber.subscribe(f"{topic_root}/#", qos=0)
         async with Client(config):
-            for _ in range(50):
-                if ticket_file.exists():
-                    break
-                await asyncio.sleep(0.02)
+            await eventually(lambda: ticket_file.exists(), 1)
         device = Client(config)
         with pytest.raises(ValueError, match="only QoS 0"):
             await device.connect(early_messages=[{"topic": "t", "payload": b"", "qos": 1}])
@@ -306,7 +297,7 @@ async def test_rejected_ticket_falls_back_to_a_full_handshake(
     async with Gateway(gw_config) as gw:
         config = client_config(gw, certs, session_ticket_file=str(ticket_file))
         async with Client(config):
-            await asyncio.sleep(0.2)
+            await eventually(ticket_file.exists, 5)
     assert ticket_file.exists()
     # A new gateway on the same port knows nothing of that ticket: 0-RTT is rejected.
     async with Gateway(gw_config) as gw:
@@ -328,13 +319,10 @@ async def test_publishes_wait_while_offline_in_a_bounded_queue(
     async with Client(config) as client:
         await client.subscribe(f"{topic_root}/q", qos=1)
         await gateway.stop()
-        for _ in range(100):
-            if not client.is_connected:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: not client.is_connected, 5)
         waiting = [asyncio.ensure_future(client.publish(f"{topic_root}/q", f"m{i}", qos=1))
                    for i in range(2)]
-        await asyncio.sleep(0.1)
+        await eventually(lambda: client._connector.policy.offline_waiting == 2, 5)
         with pytest.raises(OfflineQueueFull):
             await client.publish(f"{topic_root}/q", b"one too many", qos=1)
         assert not any(task.done() for task in waiting)
@@ -361,10 +349,8 @@ async def test_malformed_packet_from_the_broker_closes_and_reconnects(
                 async with Client(config) as client:
                     await client.subscribe(f"{topic_root}/t", qos=1)
                     proxy.inject(b"\x30\x03\x00\x01#")  # a PUBLISH to a wildcard topic
-                    for _ in range(100):
-                        if client.get_stats()["reconnect_count"] == 1 and client.is_connected:
-                            break
-                        await asyncio.sleep(0.05)
+                    await eventually(lambda: client.get_stats()["reconnect_count"] == 1
+                                     and client.is_connected, 5)
                     assert client.get_stats()["reconnect_count"] == 1
                     await asyncio.sleep(0.2)  # subscriptions restored after the reconnect
                     await client.publish(f"{topic_root}/t", b"after", qos=1)
@@ -431,10 +417,7 @@ async def test_broker_restart_loses_no_qos1_message(tmp_path: Path, certs: Certi
                             await asyncio.sleep(0.01)
 
                 sender = asyncio.ensure_future(send())
-                for _ in range(3000):  # at most 30 s
-                    if len(seen) >= total // 4:
-                        break
-                    await asyncio.sleep(0.01)
+                await eventually(lambda: len(seen) >= total // 4, 30)  # at most 30 s
                 broker.stop()
                 await asyncio.sleep(0.5)
                 broker.start()

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from aioquic.asyncio.client import connect as quic_connect
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
 
 from mqttquic import codec
+from mqttquic._aioquic import unacknowledged_bytes
 from mqttquic._mqtt_quic import AppError
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
@@ -30,6 +32,7 @@ from .brokers import Mosquitto, free_port
 from .conftest import client_config, gateway_config
 from .test_quic import RawQuic, collect, raw_configuration
 from .test_reliability import gateway_process
+from .waits import eventually, holds_within
 
 
 class Raw(RawQuic):
@@ -49,12 +52,11 @@ class Raw(RawQuic):
         self._quic.send_stream_data(stream_id, b"", end_stream=True)
         self.transmit()
 
-    async def until(self, condition: Any, seconds: float = 5.0) -> bool:
-        for _ in range(int(seconds / 0.02)):
-            if condition():
-                return True
-            await asyncio.sleep(0.02)
-        return bool(condition())
+
+def _drained(raw: Any, stream_id: int) -> bool:
+    """Whether a stream of ``raw`` holds less than 1 MiB unacknowledged (or ended)."""
+    return (unacknowledged_bytes(raw._quic, stream_id) < 1024 * 1024
+            or raw.terminated is not None or stream_id in raw.resets)
 
 
 @asynccontextmanager
@@ -99,7 +101,7 @@ async def test_streams_finished_both_ways_free_their_slots(
             raw.finish(stream_id)
         assert raw.resets == []
         [connection] = list(gateway._connections)
-        assert await raw.until(lambda: len(connection.relays) == 1)  # the control stream
+        await eventually(lambda: len(connection.relays) == 1, 5)  # the control stream
 
 
 # --- 2. memory --------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ async def test_a_huge_connect_closes_the_connection_at_its_header(
         gateway: Gateway, certs: CertificateFiles) -> None:
     async with raw_client(gateway.quic_port, certs) as raw:
         raw.write(0, b"\x10" + codec.encode_varint(200_000_000) + os.urandom(60_000))
-        assert await raw.until(lambda: raw.terminated is not None)
+        await eventually(lambda: raw.terminated is not None, 5)
         assert raw.terminated is not None
         assert raw.terminated.error_code == AppError.PACKET_TOO_LARGE
     assert gateway.upstream_connections == 0
@@ -121,7 +123,7 @@ async def test_a_publish_above_the_maximum_resets_its_stream_only(
             raw.write(0, codec.encode(Connect(f"big-{topic_root[-6:]}")))
             assert await raw.packets(0, 1) == [Connack(False, 0)]
             raw.write(4, codec.encode(Publish(f"{topic_root}/t", bytes(20_000), 1, packet_id=1)))
-            assert await raw.until(lambda: raw.resets == [4])
+            await eventually(lambda: raw.resets == [4], 5)
             raw.write(8, codec.encode(Publish(f"{topic_root}/t", bytes(5_000), 1, packet_id=1)))
             assert len(await raw.packets(8, 1)) == 1
             assert raw.terminated is None
@@ -155,13 +157,8 @@ async def _push_junk(port: int, certs: CertificateFiles, total: int) -> tuple[in
                 raw.write(stream_id, junk)
                 delivered += len(junk)
                 # Only as fast as it leaves: wait while the stream's send buffer is full.
-                for _ in range(200):
-                    stream = raw._quic._streams.get(stream_id)
-                    if (stream is None or len(stream.sender._buffer) < 1024 * 1024
-                            or raw.terminated is not None or stream_id in raw.resets):
-                        break
-                    await asyncio.sleep(0.005)
-            closed += await raw.until(lambda: raw.terminated is not None, 2)
+                await holds_within(partial(_drained, raw, stream_id), 1.0, every=0.005)
+            closed += await holds_within(lambda: raw.terminated is not None, 2)
     return delivered, closed
 
 
@@ -211,7 +208,7 @@ async def test_slowloris_connections_are_closed_at_the_connect_deadline_holding_
             async with raw_client(gateway.quic_port, certs) as raw:
                 for i in range(len(connect) - 1):  # never the whole CONNECT
                     raw.write(0, connect[i:i + 1])
-                    if await raw.until(lambda: raw.terminated is not None, 0.3):
+                    if await holds_within(lambda: raw.terminated is not None, 0.3):
                         return True
                 return False
 
@@ -231,8 +228,8 @@ async def test_data_streams_before_a_connect_that_never_comes_are_dropped_at_the
             for n in range(1, 10):
                 raw.write(4 * n, bytes(100_000))
             [connection] = list(gateway._connections)
-            assert await raw.until(lambda: connection.buffered() > 800_000)
-            assert await raw.until(lambda: raw.terminated is not None, 5)
+            await eventually(lambda: connection.buffered() > 800_000, 5)
+            await eventually(lambda: raw.terminated is not None, 5)
             assert connection.buffered() == 0 and not gateway._connections
         assert gateway.upstream_connections == 0
 
@@ -254,6 +251,7 @@ async def test_connections_beyond_the_cap_are_refused_and_served_again_later(
         assert sum(1 for r in caplog.records
                    if r.levelno >= logging.WARNING and "refusing a QUIC connection" in r.message) == 1
         await first.disconnect()
+        # The gateway learns of the disconnect a round trip later (under 1 ms on loopback).
         await asyncio.sleep(0.2)
         await well_behaved_client_works(gateway, certs, f"{topic_root}/again")
         await second.disconnect()
@@ -273,7 +271,8 @@ async def test_refused_streams_are_logged_once_per_connection(
                 for n in range(2, 202):
                     raw._quic.send_stream_data(4 * n, codec.encode(Publish("x", b"")))
                 raw.transmit()
-                assert await raw.until(lambda: len(raw.resets) == 200)
+                await eventually(lambda: len(raw.resets) == 200, 5)
+            # Any further warning would be logged as the resets go out: all 200 are back.
             await asyncio.sleep(0.2)
     warnings = [r.message for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 2, warnings
@@ -283,11 +282,9 @@ async def test_refused_streams_are_logged_once_per_connection(
 
 # --- 4. hardened brokers -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def hardened_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    broker = Mosquitto(tmp_path_factory.mktemp("hardened"), extra=["max_keepalive 10"]).start()
-    yield broker
-    broker.stop()
+@pytest.fixture
+def hardened_mosquitto(brokers: Any) -> Any:
+    return brokers("max_keepalive 10")
 
 
 @pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
@@ -305,6 +302,8 @@ async def test_data_streams_work_with_a_broker_that_sets_max_keepalive(
         sender_config = client_config(gateway, certs, keepalive=5)
         async with Client(config) as subscriber, Client(sender_config) as sender:
             assert await subscriber.subscribe(f"{topic_root}/t", qos=1) == [1]
+            # 4 s of silence: the data stream's upstream must keep itself alive with the
+            # keepalive the broker imposes (max_keepalive 10 means 1.5 x 10 s at most).
             await asyncio.sleep(4)
             await sender.publish(f"{topic_root}/t", b"after a quiet while", qos=1)
             [message] = await collect(subscriber.messages(), 1)

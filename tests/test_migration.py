@@ -18,7 +18,8 @@ from mqttquic.gateway import Gateway
 
 from .conftest import client_config
 from .test_quic import collect
-from .test_recovery import UdpLink, _until, in_front_of
+from .test_recovery import UdpLink, in_front_of
+from .waits import eventually
 
 
 class Nat(UdpLink):
@@ -117,7 +118,7 @@ async def test_a_nat_rebinding_keeps_the_connection_and_the_session(
         assert new_path.addr != old_path
         # The gateway validates the new path (PATH_CHALLENGE, PATH_RESPONSE): that can end
         # just after the publish's acknowledgement.
-        await _until(lambda: new_path.is_validated, 5.0)
+        await eventually(lambda: new_path.is_validated, 5.0)
         assert len(relay.ports_seen) == 2
         assert client._connector.transport is quic_before
         await after_the_move(client, watcher, f"{topic_root}/x", upstreams, gateway, connection)

@@ -20,8 +20,8 @@ from mqttquic.config import ConnectionConfig
 from mqttquic.errors import ConnectError
 
 from .brokers import Mosquitto
-from .test_recovery import _until
 from .test_reliability import gateway_process
+from .waits import eventually
 
 
 @pytest.mark.parametrize("transport", ["quic", "tcp", "auto"])
@@ -54,9 +54,9 @@ async def test_a_gateway_outage_is_retried_at_the_backoffs_cadence_not_the_timeo
             gateway.wait()
             down = time.monotonic()
             with caplog.at_level(logging.WARNING, logger="mqttquic"):
-                await _until(lambda: "connection lost" in caplog.text, 5.0)
+                await eventually(lambda: "connection lost" in caplog.text, 5.0)
                 lost = time.monotonic()
-                await asyncio.sleep(4.0)
+                await asyncio.sleep(4.0)  # the outage whose reconnect attempts are counted
             attempts = caplog.text.count("reconnect attempt")
             # Each attempt was refused at once and the next came within a second: at
             # least 3 in 4 s (before: one per 10 s connect timeout).
@@ -64,7 +64,7 @@ async def test_a_gateway_outage_is_retried_at_the_backoffs_cadence_not_the_timeo
             gateway = gateway_process(mosquitto, certs, quic_port, tcp_port, "--reset-key-file",
                                       str(tmp_path / "reset.key"))
             up = time.monotonic()
-            await _until(lambda: client.is_connected, 5.0)
+            await eventually(lambda: client.is_connected, 5.0)
             back = time.monotonic() - up
             print(f"down {up - down:.1f} s (noticed after {lost - down:.1f} s); back {back:.2f} s"
                   f" after the gateway listened, over {client.get_stats()['transport']},"

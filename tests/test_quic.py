@@ -25,6 +25,7 @@ from mqttquic.message import Message
 
 from .brokers import Mosquitto
 from .conftest import USERS, client_config
+from .waits import eventually
 
 VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
 
@@ -140,10 +141,7 @@ async def test_on_message_callback_sync_and_async(gateway: Any, certs: Certifica
         await client.publish(f"{topic_root}/a", b"1", qos=1)
         await client.publish(f"{topic_root}/b", b"2", qos=1)
         await asyncio.wait_for(awaited.wait(), 5)
-        for _ in range(50):
-            if len(seen) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: len(seen) == 2, 2.5)
         assert sorted(seen) == [f"{topic_root}/a", f"{topic_root}/b"]
         # Only on_message reads them: nothing waits in a queue for an iterator nobody runs.
         assert client._queue.qsize() == 0
@@ -209,10 +207,7 @@ async def test_paho_tcp_to_quic_and_back(gateway: Any, certs: CertificateFiles, 
             [message] = await collect(messages, 1)
             assert (message.topic, message.payload) == (f"{topic_root}/to-quic", b"from paho")
             await client.publish(f"{topic_root}/to-paho", b"from quic", qos=1)
-            for _ in range(100):
-                if paho_got:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: paho_got, 5)
             assert paho_got == [(f"{topic_root}/to-paho", b"from quic")]
     finally:
         tcp.loop_stop()
@@ -226,7 +221,7 @@ async def test_keepalive_keeps_an_idle_connection_alive(gateway: Any, certs: Cer
         messages = client.messages()
         await client.subscribe(f"{topic_root}/t", qos=1)
         sent_before = client.get_stats()["bytes_sent"]
-        await asyncio.sleep(5.5)
+        await asyncio.sleep(5.5)  # a quiet connection for more than two keepalive periods
         assert client.is_connected
         assert client.get_stats()["bytes_sent"] >= sent_before + 2 * 2  # PINGREQs went out
         await client.publish(f"{topic_root}/t", b"still here", qos=1)
@@ -400,13 +395,11 @@ async def test_gateway_bounds_what_a_stream_may_buffer(mosquitto: Mosquitto,
             # A data stream with no CONNECT on the control stream waits; past 1000 bytes
             # the gateway resets it instead of buffering without end.
             raw.write(4, codec.encode(Publish("t", bytes(600))))
+            # 0.2 s: the gateway resets a stream within a round trip (under 1 ms here).
             await asyncio.sleep(0.2)
             assert raw.resets == []
             raw.write(4, codec.encode(Publish("t", bytes(600))))
-            for _ in range(50):
-                if raw.resets:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: raw.resets, 2.5)
             assert raw.resets == [4]
 
 

@@ -19,6 +19,7 @@ from mqttquic.gateway import Gateway
 
 from .conftest import client_config
 from .test_quic import count_payloads
+from .waits import eventually
 
 
 class UdpLink(asyncio.DatagramProtocol):
@@ -86,16 +87,6 @@ async def link(gateway: Gateway) -> AsyncIterator[tuple[UdpLink, Any]]:
     udp.close()
 
 
-async def _until(condition: Any, seconds: float) -> float:
-    """Seconds until ``condition()`` held; fails after ``seconds``."""
-    started = time.monotonic()
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return time.monotonic() - started
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not within {seconds} s")
-
-
 async def test_a_dead_path_while_publishing_moves_to_tcp_and_loses_nothing(
         link: tuple[UdpLink, Any], gateway: Gateway, certs: CertificateFiles,
         topic_root: str) -> None:
@@ -135,7 +126,7 @@ async def test_a_dead_path_on_a_quiet_connection_is_found_within_the_keepalive(
     async with Client(config) as client:
         await client.subscribe(f"{topic_root}/t", qos=1)
         udp.blocked = True
-        waited = await _until(lambda: client.transport_type is TransportType.TCP_TLS, 20)
+        waited = await eventually(lambda: client.transport_type is TransportType.TCP_TLS, 20)
         assert waited < 20  # within keepalive (4 s) is the goal; 5x here
         await client.publish(f"{topic_root}/t", b"over TCP now", qos=1)
         [message] = [m async for m in _take(client, 1)]
@@ -166,7 +157,7 @@ async def test_back_on_quic_soon_after_udp_returns_without_a_warning(
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="mqttquic"):
             udp.blocked = False
-            back = await _until(lambda: client.transport_type is TransportType.QUIC, 25)
+            back = await eventually(lambda: client.transport_type is TransportType.QUIC, 25)
             await client.publish(f"{topic_root}/t", b"on QUIC again", qos=1)
             [message] = [m async for m in _take(client, 1)]
         assert message.payload == b"on QUIC again"

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +40,12 @@ VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["mqtt311", "mqtt5"])
 # --- deadlines ----------------------------------------------------------------------------------
 
 @pytest.fixture
-async def mute_gateway(mosquitto: Mosquitto, certs: CertificateFiles
+async def mute_gateway(mosquitto: Mosquitto, gateways: Any
                        ) -> AsyncIterator[tuple[Gateway, FaultyProxy]]:
     """A gateway whose broker accepts connections and then never answers again."""
     proxy = await FaultyProxy(mosquitto.port).start()
-    config = gateway_config(mosquitto, certs)
-    config.upstream_port = proxy.port
     try:
-        async with Gateway(config) as gateway:
-            yield gateway, proxy
+        yield await gateways(mosquitto, upstream_port=proxy.port), proxy
     finally:
         await proxy.stop()
 
@@ -127,6 +124,7 @@ async def test_a_refused_quic_connect_does_not_start_tcp_with_the_default_head_s
     for _ in range(3):
         with pytest.raises(ConnectionRefused):
             await asyncio.wait_for(Client(config).connect(), 10)
+    # 0.5 s, the head start: a TCP+TLS attempt racing a refused one would be in.
     await asyncio.sleep(0.5)
     assert (auth_gateway.quic_connections, auth_gateway.tcp_connections) == (3, 0)
 
@@ -139,20 +137,11 @@ async def test_good_credentials_still_connect(auth_gateway: Gateway, certs: Cert
 
 # --- poison publishes ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def strict_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    """A hardened broker: packets up to 1 KiB, QoS up to 1."""
-    broker = Mosquitto(tmp_path_factory.mktemp("strict"),
-                       extra=["max_packet_size 1024", "max_qos 1"]).start()
-    yield broker
-    broker.stop()
-
-
 @pytest.fixture
-async def strict_gateway(strict_mosquitto: Mosquitto, certs: CertificateFiles
-                         ) -> AsyncIterator[Gateway]:
-    async with Gateway(gateway_config(strict_mosquitto, certs)) as gateway:
-        yield gateway
+async def strict_gateway(brokers: Any, gateways: Any) -> Gateway:
+    """In front of a hardened broker: packets up to 1 KiB, QoS up to 1."""
+    gateway: Gateway = await gateways(brokers("max_packet_size 1024", "max_qos 1"))
+    return gateway
 
 
 @pytest.mark.parametrize(("transport", "multi_stream"), [("quic", True), ("quic", False),

@@ -37,8 +37,9 @@ from mqttquic.tickets import MAX_FILE_SIZE, TicketStore
 
 from .brokers import Mosquitto, relay_both_ways, start_child
 from .conftest import USERS, client_config, gateway_config
-from .test_recovery import UdpLink, _until
+from .test_recovery import UdpLink
 from .test_tickets import make_ticket
+from .waits import eventually
 
 TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
 
@@ -496,18 +497,18 @@ async def test_a_replayed_0rtt_flight_is_refused(mosquitto_auth: Mosquitto, cert
             link.close()
         # Replayed once the server has forgotten the connection (a replay into the live
         # one is only a duplicate it ignores).
-        await _until(lambda: not server._connections, 5.0)
+        await eventually(lambda: not server._connections, 5.0)
         server.heard.clear()
         upstream, connections = server.upstream_connections, server.quic_connections
         await _replay(link.captured, server.quic_port)
-        await _until(lambda: server.quic_connections > connections, 5.0)  # it was read
+        await eventually(lambda: server.quic_connections > connections, 5.0)  # it was read
         if single_use:
             # The ticket was used: no 0-RTT data is taken, no CONNECT reaches the broker.
             assert server.heard == [] and server.upstream_connections == upstream
         else:
             # What single-use tickets prevent: a server that takes a ticket twice takes the
             # replayed CONNECT again (this also shows that the replay above was real).
-            await _until(lambda: server.upstream_connections > upstream, 5.0)
+            await eventually(lambda: server.upstream_connections > upstream, 5.0)
             assert server.heard_from(USERS["device"].encode())
 
 

@@ -7,16 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from .waits import eventually_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SLEEPER = '''
 import os, time
-from tests.conftest import mosquitto, mosquitto_auth  # noqa: F401 (fixtures)
+from tests.conftest import brokers, mosquitto, mosquitto_auth  # noqa: F401 (fixtures)
 
 def test_sleeps_with_brokers(mosquitto, mosquitto_auth):
     with open(os.environ["PIDS_FILE"], "w") as handle:
@@ -25,7 +26,7 @@ def test_sleeps_with_brokers(mosquitto, mosquitto_auth):
 '''
 
 NEEDS_BROKER = '''
-from tests.conftest import mosquitto_auth  # noqa: F401 (fixtures)
+from tests.conftest import brokers, mosquitto_auth  # noqa: F401 (fixtures)
 
 def test_needs_a_broker(mosquitto_auth):
     pass
@@ -59,18 +60,12 @@ def test_brokers_stop_when_the_run_is_interrupted(tmp_path: Path, sig: int) -> N
     pids_file = tmp_path / "pids"
     run = _pytest(test_file, {"PIDS_FILE": str(pids_file)})
     try:
-        for _ in range(300):
-            if pids_file.exists() and pids_file.read_text():
-                break
-            time.sleep(0.05)
+        eventually_sync(lambda: pids_file.exists() and pids_file.read_text(), 15)
         pids = [int(pid) for pid in pids_file.read_text().split()]
         assert all(_alive(pid) for pid in pids)
         run.send_signal(sig)
         run.communicate(timeout=30)
-        for _ in range(100):
-            if not any(_alive(pid) for pid in pids):
-                break
-            time.sleep(0.05)
+        eventually_sync(lambda: not any(_alive(pid) for pid in pids), 5)
         assert not [pid for pid in pids if _alive(pid)], "mosquitto outlived the test run"
     finally:
         run.kill()
