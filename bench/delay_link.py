@@ -1,7 +1,10 @@
-"""A userland delay link on loopback: UDP and TCP relays that hold each chunk for a while.
+"""A userland link on loopback: UDP and TCP relays that hold each chunk for a while,
+and whose client-to-server UDP direction can be black-holed.
 
-Kernel netem is not available here; these relays give a path with a real
-round-trip time, so that handshake round trips show up in the measurements.
+Kernel netem is not available here; these relays give a path with a real round-trip
+time, so that handshake round trips show up in the measurements, and a path that dies
+as a firewall or a dead radio makes it die. The benchmarks and the tests
+(``tests/test_recovery.py``, ``test_migration.py``, ``test_security.py``) share them.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from typing import Any
 
 
 class UdpDelayRelay(asyncio.DatagramProtocol):
-    """Listens on 127.0.0.1; forwards each datagram to ``target`` (and back) after ``delay``."""
+    """Listens on 127.0.0.1; forwards each datagram to ``target`` (and back) after
+    ``delay`` seconds each way. While ``blocked``, what the client sends is dropped
+    (and counted in ``dropped``); the server's datagrams still arrive."""
 
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
+    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
         self.target = target
         self.delay = delay
+        self.blocked = False
+        self.dropped = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._upstreams: dict[Any, asyncio.DatagramTransport] = {}
 
@@ -30,6 +37,9 @@ class UdpDelayRelay(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.blocked:
+            self.dropped += 1
+            return
         loop = asyncio.get_running_loop()
         upstream = self._upstreams.get(addr)
         if upstream is None:
@@ -37,8 +47,8 @@ class UdpDelayRelay(asyncio.DatagramProtocol):
 
             class Back(asyncio.DatagramProtocol):
                 def datagram_received(self, data: bytes, _: Any) -> None:
-                    assert relay.transport is not None
-                    loop.call_later(relay.delay, relay.transport.sendto, data, addr)
+                    if relay.transport is not None:
+                        loop.call_later(relay.delay, relay.transport.sendto, data, addr)
 
             async def open_upstream() -> None:
                 transport, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)

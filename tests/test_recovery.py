@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from bench.delay_link import UdpDelayRelay
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
 from mqttquic.config import TransportType
@@ -22,55 +23,11 @@ from .test_quic import count_payloads
 from .waits import eventually
 
 
-class UdpLink(asyncio.DatagramProtocol):
-    """A UDP relay on loopback between a client and a server whose client-to-server
-    direction can be black-holed (``blocked``), as a firewall or a dead radio would."""
+class UdpLink(UdpDelayRelay):
+    """bench/delay_link.py's UDP relay, in front of a gateway's QUIC port."""
 
     def __init__(self, target_port: int, delay: float = 0.0) -> None:
-        self.target = ("127.0.0.1", target_port)
-        self.delay = delay  # seconds, each way
-        self.blocked = False
-        self.dropped = 0
-        self.transport: asyncio.DatagramTransport | None = None
-        self._upstreams: dict[Any, asyncio.DatagramTransport] = {}
-
-    async def start(self) -> int:
-        loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
-        assert self.transport is not None
-        return int(self.transport.get_extra_info("sockname")[1])
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.blocked:
-            self.dropped += 1
-            return
-        loop = asyncio.get_running_loop()
-        upstream = self._upstreams.get(addr)
-        if upstream is not None:
-            loop.call_later(self.delay, upstream.sendto, data)
-            return
-        link = self
-
-        class Back(asyncio.DatagramProtocol):
-            def datagram_received(self, reply: bytes, _: Any) -> None:
-                if link.transport is not None:
-                    loop.call_later(link.delay, link.transport.sendto, reply, addr)
-
-        async def open_upstream() -> None:
-            transport, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
-            self._upstreams[addr] = transport
-            loop.call_later(self.delay, transport.sendto, data)
-
-        asyncio.ensure_future(open_upstream())
-
-    def close(self) -> None:
-        for upstream in self._upstreams.values():
-            upstream.close()
-        if self.transport is not None:
-            self.transport.close()
+        super().__init__(("127.0.0.1", target_port), delay)
 
 
 async def in_front_of(udp: UdpLink, gateway: Gateway) -> Any:

@@ -1,0 +1,89 @@
+"""mqttquic/_aioquic.py against the installed aioquic: every accessor of its private
+state, read on a real connection (client and gateway, over loopback).
+
+An aioquic upgrade that moves one of them fails here, by name, instead of quietly
+turning off the feature that reads it (the accessors fall back to neutral answers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mqttquic import _aioquic
+from mqttquic.certs import CertificateFiles
+from mqttquic.client import Client
+from mqttquic.gateway import Gateway
+
+from .conftest import client_config
+from .waits import eventually
+
+
+async def test_the_client_side_accessors_read_a_live_connection(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str) -> None:
+    async with Client(client_config(gateway, certs, keepalive=20)) as client:
+        transport: Any = client._connector.transport
+        quic = transport._quic
+        await client.publish(f"{topic_root}/t", b"x", qos=1)
+        rtt = _aioquic.smoothed_rtt(quic)
+        assert rtt is not None and 0 < rtt < 1.0
+        allowed = _aioquic.streams_allowed(quic)
+        assert allowed is not None and allowed >= 2
+        # Ours is 1.5 x keepalive (30 s); the gateway's is its own idle timeout.
+        assert 0 < _aioquic.idle_timeout(quic) <= 30.0
+        assert 0 < _aioquic.probe_timeout(quic) < 1.0
+        assert _aioquic.last_ack_eliciting_sent(quic) is not None
+        tokens = _aioquic.peer_reset_tokens(quic)
+        assert tokens and isinstance(tokens[0], bytes) and len(tokens[0]) == 16
+        marks, _ = _aioquic.ack_progress(quic)
+        assert marks and any(mark is not None for mark in marks)
+        # Bytes sent wait for their acknowledgement, then leave the send buffer.
+        stream_id = transport.control_stream
+        quic.send_stream_data(stream_id, bytes([0xC0, 0]))  # a PINGREQ
+        assert _aioquic.unacknowledged_bytes(quic, stream_id) >= 2
+        transport.transmit()
+        await eventually(lambda: _aioquic.unacknowledged_bytes(quic, stream_id) == 0, 5)
+        await eventually(lambda: not _aioquic.ack_progress(quic)[1], 5)
+        assert _aioquic.oldest_unacknowledged(quic) is None
+        # Nothing in flight and the handshake confirmed: the probe has nothing to resend.
+        assert _aioquic.handshake_confirmed(quic)
+        assert _aioquic.probe_count(quic) == 0
+        space, packets = _aioquic.early_application_packets(quic, 2400)
+        assert space is not None and packets == []
+
+
+async def test_the_server_side_accessors_read_the_gateway(
+        gateway: Gateway, certs: CertificateFiles) -> None:
+    async with Client(client_config(gateway, certs)):
+        listener = _aioquic.server_socket(gateway._server)
+        assert listener is not None
+        assert listener.get_extra_info("sockname")[1] == gateway.quic_port
+        [connection] = list(gateway._connections)
+        quic = connection._quic
+        ids = _aioquic.host_connection_ids(quic)
+        assert ids and all(gateway.resets.token(cid.cid) == cid.stateless_reset_token
+                           for cid in ids)
+        assert _aioquic.server_knows(gateway._server, ids[0].cid)
+        assert not _aioquic.server_knows(gateway._server, b"\x00" * 8)
+        address = _aioquic.peer_address(quic)
+        assert address is not None and address[0] in ("127.0.0.1", "::ffff:127.0.0.1")
+
+
+def test_the_accessors_fall_back_to_neutral_answers() -> None:
+    class Unknown:  # what a future aioquic might look like to them
+        pass
+
+    quic = Unknown()
+    assert _aioquic.smoothed_rtt(quic) is None
+    assert _aioquic.streams_allowed(quic) is None
+    assert _aioquic.idle_timeout(quic) == 60.0
+    assert _aioquic.probe_timeout(quic) == 1.0
+    assert _aioquic.last_ack_eliciting_sent(quic) is None
+    assert _aioquic.ack_progress(quic) == ((), False)
+    assert _aioquic.oldest_unacknowledged(quic) is None
+    assert _aioquic.unacknowledged_bytes(quic, 0) == 0
+    assert _aioquic.probe_count(quic) is None
+    assert _aioquic.handshake_confirmed(quic)
+    assert _aioquic.early_application_packets(quic, 2400) == (None, [])
+    assert _aioquic.peer_reset_tokens(quic) == [None]
+    assert _aioquic.peer_address(quic) is None
+    assert _aioquic.host_connection_ids(quic) == []
+    assert _aioquic.server_socket(quic) is None
