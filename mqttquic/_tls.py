@@ -19,16 +19,28 @@ import hashlib
 import re
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import TLSFileError
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from .config import ConnectionConfig
+__all__ = ["TLSMaterial", "TLSSettings", "load_tls_material"]
 
-__all__ = ["TLSMaterial", "load_tls_material"]
+
+class TLSSettings(Protocol):
+    """The TLS settings this module reads (``config.TLSSettings`` has them)."""
+
+    host: str
+    server_name: str | None
+    insecure: bool
+    tls_context: ssl.SSLContext | None
+    ca_file: str | None
+    ca_data: str | None
+    certfile: str | None
+    keyfile: str | None
+    key_password: str | None
 
 # A PEM private key block, PKCS#8 or traditional, encrypted or not.
 _KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
@@ -51,7 +63,7 @@ class TLSMaterial:
     trust_id: str = ""
 
 
-def load_tls_material(config: ConnectionConfig, alpn: str = "mqtt") -> TLSMaterial:
+def load_tls_material(config: TLSSettings, alpn: str = "mqtt") -> TLSMaterial:
     """Read and check the TLS files of ``config``; TLSFileError names the one at fault."""
     verify, ca_pem, ca_der = _trust(config)
     certificate, chain, key = _client_identity(config)
@@ -73,7 +85,7 @@ def load_tls_material(config: ConnectionConfig, alpn: str = "mqtt") -> TLSMateri
     return TLSMaterial(verify, ca_pem, certificate, chain, key, trust_id)
 
 
-def _trust(config: ConnectionConfig) -> tuple[bool, str | None, list[bytes]]:
+def _trust(config: TLSSettings) -> tuple[bool, str | None, list[bytes]]:
     """Whether to verify, the PEM of the CAs to trust (None: the system store), and
     their DER encodings (what the trust digest is made of)."""
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -98,7 +110,7 @@ def _trust(config: ConnectionConfig) -> tuple[bool, str | None, list[bytes]]:
     return True, pem, ders
 
 
-def _client_identity(config: ConnectionConfig) -> tuple[Any, tuple[Any, ...], Any]:
+def _client_identity(config: TLSSettings) -> tuple[Any, tuple[Any, ...], Any]:
     if not config.certfile:
         if config.keyfile:
             raise TLSFileError("keyfile", config.keyfile, "a key without a certificate (set certfile)")

@@ -21,6 +21,7 @@ from types import ModuleType
 from typing import Any
 
 from ._inflight import Carry
+from ._mqtt_quic import ALPN
 from ._tls import load_tls_material
 from .codec import Will
 from .config import ConnectionConfig
@@ -112,7 +113,7 @@ class Dialer:
         def read_files() -> tuple[Any, str, Any, float | None]:
             # The TLS files (a bad one raises TLSFileError before any packet), then the
             # ticket, offered once and only under the trust it was earned under.
-            tls = load_tls_material(config, quic.ALPN)
+            tls = load_tls_material(config, ALPN)
             key = TicketStore.key(config.host, config.quic_port, config.server_name or config.host,
                                   tls.trust_id)
             if tickets is None:

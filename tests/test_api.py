@@ -240,7 +240,7 @@ async def test_tls_context_and_ca_data(gateway: Any, certs: CertificateFiles, ot
 
 
 def test_key_password_opens_an_encrypted_key(certs: CertificateFiles, tmp_path: Path) -> None:
-    from mqttquic.transports.quic import quic_configuration
+    from mqttquic.transports._quic_setup import quic_configuration
     from mqttquic.transports.tcp import tls_context
 
     key = serialization.load_pem_private_key(Path(certs.key_file).read_bytes(), None)

@@ -127,6 +127,9 @@ async def move(protocol: QuicConnectionProtocol, local_host: str | None, timeout
     protocol._quic.change_connection_id()
     try:
         await asyncio.wait_for(protocol.ping(), timeout)
+    except ConnectionError as exc:  # aioquic's, for a connection that ended meanwhile
+        _retire(new)
+        raise ConnectError(f"the connection ended while moving: {exc or 'closed'}") from exc
     except TimeoutError:
         _aioquic.abandon_pings(protocol)
         _retire(new)

@@ -9,12 +9,11 @@ from typing import Any
 from .._inflight import Carry
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
-from ..errors import ConnectError, PublishFailed, StreamRefused
+from ..errors import ConnectError
 from ..limits import ServerLimits
 from ..message import Message
 
-# PublishFailed and StreamRefused live in errors; they are re-exported here, where they began.
-__all__ = ["Transport", "PublishFailed", "StreamRefused", "connect_packet"]
+__all__ = ["Transport", "connect_packet"]
 
 _NO_LIMITS = ServerLimits()
 

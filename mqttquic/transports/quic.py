@@ -26,7 +26,7 @@ from aioquic.tls import SessionTicket
 from .. import _aioquic
 from .. import events as ev
 from .._inflight import Carry
-from .._mqtt_quic import ALPN, until_acknowledged
+from .._mqtt_quic import until_acknowledged
 from .._tls import TLSMaterial
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
@@ -47,7 +47,7 @@ from ._quic_setup import quic_configuration
 from ._streams import NoStreamCredit
 from .base import connect_packet
 
-__all__ = ["ALPN", "QuicTransport", "connect_quic", "quic_configuration"]
+__all__ = ["QuicTransport", "connect_quic"]
 
 logger = logging.getLogger("mqttquic.quic")
 
