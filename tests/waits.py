@@ -18,29 +18,16 @@ async def eventually(condition: Callable[[], object], within: float = 10.0, *,
                      every: float = 0.02, what: str = "") -> float:
     """Seconds until ``condition()`` was true; AssertionError after ``within`` seconds."""
     started = time.monotonic()
-    deadline = started + within
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {within:g} s: {what or _describe(condition)}")
+    while not _holds(condition, started + within, within, what):
         await asyncio.sleep(every)
     return time.monotonic() - started
-
-
-def _describe(condition: Callable[[], object]) -> str:
-    code = getattr(condition, "__code__", None)
-    if code is None:
-        return repr(condition)
-    return f"{code.co_name} at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}"
 
 
 def eventually_sync(condition: Callable[[], object], within: float = 10.0, *,
                     every: float = 0.05, what: str = "") -> float:
     """``eventually`` for a test without an event loop (one that runs processes)."""
     started = time.monotonic()
-    deadline = started + within
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {within:g} s: {what or _describe(condition)}")
+    while not _holds(condition, started + within, within, what):
         time.sleep(every)
     return time.monotonic() - started
 
@@ -54,3 +41,18 @@ async def holds_within(condition: Callable[[], object], within: float, *,
     except AssertionError:
         return False
     return True
+
+
+def _holds(condition: Callable[[], object], deadline: float, within: float, what: str) -> bool:
+    if condition():
+        return True
+    if time.monotonic() >= deadline:
+        raise AssertionError(f"not within {within:g} s: {what or _describe(condition)}")
+    return False
+
+
+def _describe(condition: Callable[[], object]) -> str:
+    code = getattr(condition, "__code__", None)
+    if code is None:
+        return repr(condition)
+    return f"{code.co_name} at {code.co_filename.rsplit('/', 1)[-1]}:{code.co_firstlineno}"
