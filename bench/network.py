@@ -11,7 +11,8 @@ TLS listener) and our gateway (QUIC, and its TLS listener). The client namespace
 - ours: ``mqttquic.Client`` over QUIC through the gateway;
 - paho: paho-mqtt over TCP+TLS straight to mosquitto, and through the gateway's TLS listener.
 
-Scenarios (``--only``): connect (full, 0-RTT, to the first PUBACK), publish (3 parallel
+Scenarios (``--only``): connect (full, 0-RTT, to the first PUBACK, with and without
+early publish), publish (3 parallel
 QoS 1 publishes, throughput with 100 in flight), migration (a QoS 1 publish across a
 move to a new port or a new address; paho reconnects), recovery (a dead path, and the
 move back when UDP returns).
@@ -143,8 +144,10 @@ async def client_role(args: argparse.Namespace) -> None:
         await client.disconnect()
         return elapsed
 
-    async def ours_first_puback() -> float:
-        client = _ours(settings, transport="quic")
+    async def ours_first_puback(early_publish: bool = False) -> float:
+        """Connect start to the first QoS 1 PUBACK; with ``early_publish`` the PUBLISH
+        rides in the 0-RTT flight with CONNECT (a ticket is stored by then)."""
+        client = _ours(settings, transport="quic", early_publish=early_publish)
         started = time.perf_counter()
         await client.connect()
         await client.publish("bench/first", b"x", qos=1)
@@ -175,6 +178,8 @@ async def client_role(args: argparse.Namespace) -> None:
         for peer, port in PAHO_PEERS:
             emit("connect full", peer, 1000 * await _in_thread(paho_connect, port))
         emit("connect to first PUBACK", "ours", 1000 * await ours_first_puback())
+        emit("connect to first PUBACK", "ours, early publish",
+             1000 * await ours_first_puback(early_publish=True))
         for peer, port in PAHO_PEERS:
             emit("connect to first PUBACK", peer, 1000 * await _in_thread(paho_first_puback, port))
 

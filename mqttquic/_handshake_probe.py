@@ -55,6 +55,18 @@ def resend_with_probe(quic: QuicConnection, now: float) -> int:
     return len(packets)
 
 
+def resend_rejected_early_data(quic: QuicConnection, now: float) -> int:
+    """The server rejected our 0-RTT data (it did not know the ticket any more): send it
+    again in 1-RTT packets now, instead of when loss detection gives up on it a round
+    trip or more later (RFC 9001, section 4.6.2: rejected 0-RTT data is lost)."""
+    space, packets = _aioquic.early_application_packets(quic, budget=1 << 30)
+    if not packets:
+        return 0
+    _aioquic.declare_lost(quic, space, packets, now)
+    logger.debug("0-RTT rejected: re-sending %d packet(s) in 1-RTT", len(packets))
+    return len(packets)
+
+
 class ProbeCarriesData(QuicConnectionProtocol):
     """A protocol whose timer goes through :func:`handle_timer` (client and gateway)."""
 

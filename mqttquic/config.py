@@ -53,6 +53,10 @@ class ConnectionConfig:
     max_streams: int = 4  # data streams per connection; EMQX allows 10 streams in all
     session_ticket_file: str = ".mqtt_session_ticket"
     zero_rtt: bool = True  # resume TLS with a stored ticket and send CONNECT as 0-RTT data
+    # With a ticket that allows 0-RTT: connect() returns once CONNECT is in flight, and
+    # QoS 1/2 publishes made before the CONNACK ride in the 0-RTT flight with it (QoS 0,
+    # subscriptions: after the CONNACK). See the README's "early publish".
+    early_publish: bool = False
     max_packet_size: int = 268_435_460
     transport: str = "auto"  # "auto": QUIC first, TCP+TLS fallback; "quic" or "tcp" only
     head_start: float = 0.25  # seconds QUIC has before TCP+TLS starts too

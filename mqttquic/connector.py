@@ -25,6 +25,7 @@ from .config import ConnectionConfig, TransportType
 from .dialer import Dialer
 from .errors import (
     ConnectError,
+    ConnectionRefused,
     MQTTQUICError,
     OfflineQueueFull,
     OperationTimeout,
@@ -128,7 +129,8 @@ class Connector:
         policy = self.policy
         while True:
             transport = self.transport
-            if transport is not None and transport.is_connected and policy.state is not State.FAILED:
+            if (transport is not None and transport.accepts_requests
+                    and policy.state is not State.FAILED):
                 return transport
             if (transport is not None and policy.state is State.CONNECTED
                     and self._reconnecting is None):
@@ -208,7 +210,9 @@ class Connector:
         if transport is not self.transport:
             return
         planned = transport is self._handing_over
-        decision = self.policy.lost(time.monotonic(), planned, path_dead=isinstance(exc, PathDead))
+        decision = self.policy.lost(
+            time.monotonic(), planned, path_dead=isinstance(exc, PathDead),
+            refused=exc if isinstance(exc, ConnectionRefused) else None)
         if planned and not self.policy.is_closed:
             # Publishes wait for the QUIC connection; the probe reconnects if it fails.
             self.logger.info("TCP+TLS connection closed by the broker for the move to QUIC (%s)",

@@ -213,14 +213,21 @@ class ConnectionPolicy:
         if self.state is State.HANDOVER:
             self.state = State.CONNECTED
 
-    def lost(self, now: float, planned: bool = False, path_dead: bool = False) -> Loss:
+    def lost(self, now: float, planned: bool = False, path_dead: bool = False,
+             refused: BaseException | None = None) -> Loss:
         """The current connection ended without close(). IGNORE when closed, failed, or
         a planned handover (whose probe decides). ``path_dead``: its QUIC path stopped
-        acknowledging, so QUIC gets no head start in the next race."""
+        acknowledging, so QUIC gets no head start in the next race. ``refused``: the
+        CONNACK came after connect() returned (early publish) and refused; a final
+        refusal fails as it would have at connect()."""
         if self.state in (State.CLOSED, State.FAILED, State.RECONNECTING):
             return Loss.IGNORE
         if planned or self.state is State.HANDOVER:
             return Loss.IGNORE
+        code = getattr(refused, "reason_code", None)
+        if refused is not None and code is not None and refusal_is_final(code, self.protocol_version):
+            self.fail(refused)
+            return Loss.FAIL
         self.quic_suspect = path_dead
         self.backoff.lost(now)
         # A connection that had lasted (its backoff restarted): an outage, retried fast.

@@ -211,3 +211,16 @@ def test_a_stream_cut_off_by_a_connection_going_away_is_not_counted() -> None:
     assert attempts.cut_off("stream 8 closed", stream_only=True, connection_alive=True)
     assert not attempts.cut_off("connection lost")
     assert "2 times" in attempts.reason() and "connection lost" in attempts.reason()
+
+
+def test_a_connack_refused_after_connect_returned_is_final_when_the_code_is() -> None:
+    # early_publish: connect() returned before the CONNACK, which then refuses.
+    policy = ConnectionPolicy(reconnect=True, protocol_version=4, max_offline_waiting=10,
+                              backoff=Backoff(0.1, 1.0))
+    policy.open()
+    policy.connected(0.0)
+    assert policy.lost(1.0, refused=ConnectionRefused(3, "server unavailable")) is Loss.RECONNECT
+    policy.connected(2.0)
+    refusal = ConnectionRefused(5, "not authorized")
+    assert policy.lost(3.0, refused=refusal) is Loss.FAIL
+    assert policy.state is State.FAILED and policy.fatal is refusal

@@ -144,3 +144,17 @@ async def test_a_device_that_leaves_at_once_still_resumes_next_time(
         assert resumed == [False, True, True, True]
     finally:
         udp.close()
+
+
+async def test_a_connection_at_rest_runs_no_path_check(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str) -> None:
+    # A battery device wants no wake-up that is not needed: the check runs only while
+    # something sent waits for its acknowledgement.
+    async with Client(client_config(gateway, certs, transport="quic")) as client:
+        path: Any = client._connector.transport.path  # type: ignore[union-attr]
+        await eventually(lambda: path._check is None, 5)
+        publishing = asyncio.ensure_future(client.publish(f"{topic_root}/t", b"x", qos=1))
+        # The PUBLISH went out: the check watches it (armed for its 0.2 s interval).
+        await eventually(lambda: path._check is not None, 1)
+        await publishing
+        await eventually(lambda: path._check is None, 5)

@@ -30,7 +30,9 @@ logger = logging.getLogger("mqttquic.quic")
 # A path on which nothing we send has been acknowledged for this long (or four probe
 # timeouts, if longer) is dead, even while the server's packets still arrive.
 DEAD_PATH_AFTER = 1.0
-# How often the check runs.
+# How often the check runs while something we sent waits for its acknowledgement. With
+# nothing in flight it does not run at all: a connection at rest wakes the event loop
+# for its idle PINGs and MQTT keepalive only (a battery device wants no other wake-up).
 PATH_CHECK_INTERVAL = 0.2
 
 
@@ -52,17 +54,25 @@ class PathWatch:
         self._unacked_since: float | None = None
         self._acked_marks: tuple[Any, ...] = ()
         self._ping_uid = 0
+        self._watching = False
 
     def start(self) -> None:
+        self._watching = True
         interval = self.ping_interval()
         self._idle_ping = self._loop.call_later(interval, self._send_idle_ping, interval)
-        self._check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
+        self.sent()
 
     def stop(self) -> None:
+        self._watching = False
         for handle in (self._idle_ping, self._check):
             if handle is not None:
                 handle.cancel()
         self._idle_ping = self._check = None
+
+    def sent(self) -> None:
+        """Packets went out: the check runs while any of them waits for its ACK."""
+        if self._watching and self._check is None and _aioquic.ack_progress(self._quic)[1]:
+            self._check = self._loop.call_later(PATH_CHECK_INTERVAL, self._check_path)
 
     def ping_interval(self) -> float:
         """How long the connection may stay quiet before an idle PING (answered by an
@@ -95,9 +105,13 @@ class PathWatch:
         # aioquic declares a packet lost at each probe timeout and sends its data again,
         # so the age of the oldest packet in flight says little: watch acknowledgements.
         marks, waiting = _aioquic.ack_progress(self._quic)
-        if marks != self._acked_marks or not waiting:
+        if not waiting:  # all acknowledged: rest until something is sent (sent())
             self._acked_marks = marks
-            self._unacked_since = now if waiting else None
+            self._unacked_since = None
+            return
+        if marks != self._acked_marks:
+            self._acked_marks = marks
+            self._unacked_since = now
         elif self._unacked_since is None:
             self._unacked_since = _aioquic.oldest_unacknowledged(self._quic) or now
         else:

@@ -23,7 +23,7 @@ from aioquic.quic.events import (
 
 from .. import _aioquic
 from .. import events as ev
-from .._handshake_probe import ProbeCarriesData
+from .._handshake_probe import ProbeCarriesData, resend_rejected_early_data
 from .._inflight import InFlight
 from .._mqtt_quic import AppError, end_stream, send_or_drop
 from .._resets import is_stateless_reset
@@ -76,6 +76,10 @@ class QuicPump(ProbeCarriesData, Transport):
         """stream id -> the topic (or filter) that opened it."""
         return self.pool.topics
 
+    def transmit(self) -> None:
+        super().transmit()
+        self.path.sent()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         report_icmp_errors(transport)
@@ -119,6 +123,9 @@ class QuicPump(ProbeCarriesData, Transport):
             self.zero_rtt_used = event.early_data_accepted
             logger.debug("QUIC handshake done (resumed=%s, 0-RTT accepted=%s)",
                          event.session_resumed, event.early_data_accepted)
+            if not event.early_data_accepted:
+                # Whatever went out as 0-RTT data (CONNECT, early publishes) is lost.
+                resend_rejected_early_data(self._quic, self._loop.time())
             if self.handshake_event is not None:
                 self.handshake_event.set()
             self.path.start()

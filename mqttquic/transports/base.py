@@ -123,6 +123,12 @@ class Transport(abc.ABC):
     def is_connected(self) -> bool: ...
 
     @property
+    def accepts_requests(self) -> bool:
+        """Whether publishes may be made now: connected, or (QUIC with early_publish)
+        with CONNECT in flight and the CONNACK to come."""
+        return self.is_connected
+
+    @property
     @abc.abstractmethod
     def bytes_sent(self) -> int: ...
 

@@ -71,6 +71,54 @@ class QuicTransport(QuicPump):
         # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
         self.wants_ticket = False
         self.ticket_received = asyncio.Event()
+        # early_publish: CONNECT is in flight and the CONNACK is still to come.
+        self.provisional = False
+        self._settling: asyncio.Task[None] | None = None
+
+    @property
+    def accepts_requests(self) -> bool:
+        return self.is_connected or (self.provisional and not self._lost and not self._closing)
+
+    async def _after_connack(self) -> None:
+        """Before a request that must not ride in 0-RTT data: wait for the CONNACK
+        (the caller's deadline bounds it); ConnectionRefused or ConnectError if it
+        never comes."""
+        if self.provisional:
+            await asyncio.shield(self._connack)
+            self._require_session()
+
+    def settle(self, where: str, started: float) -> None:
+        """early_publish: the CONNACK is awaited in the background (``connect_quic``
+        returned with CONNECT in flight). A refusal, a timeout or a port that refuses
+        UDP ends the connection; what waits on it fails with that cause."""
+        self.provisional = True
+        self._settling = asyncio.ensure_future(self._settle(where, started))
+
+    async def _settle(self, where: str, started: float) -> None:
+        waits: set[asyncio.Future[Any]] = {self._connack}
+        if self.refused is not None:
+            waits.add(self.refused)
+        await asyncio.wait(waits, timeout=self.config.connect_timeout,
+                           return_when=asyncio.FIRST_COMPLETED)
+        result = self._connack.result() if self._connack.done() and not self._connack.exception() else None
+        if isinstance(result, ev.Connected):
+            self.provisional = False
+            self.connect_time = time.monotonic() - started
+            self.session_present = result.session_present
+            logger.info("CONNACK over QUIC from %s %.1f ms after connecting (early publish)",
+                        where, self.connect_time * 1000)
+            return
+        if isinstance(result, ev.ConnectFailed):
+            exc: ConnectError = ConnectionRefused(result.reason_code, result.reason_name)
+        elif self.refused is not None and self.refused.done():
+            exc = ConnectError(f"QUIC connect to {where} refused: nothing listens on that UDP"
+                               " port (ICMP port unreachable)")
+        elif self._connack.done():
+            return  # the connection ended first, and has reported why
+        else:
+            exc = ConnectError(f"no CONNACK from {where} within {self.config.connect_timeout} s")
+        self.provisional = False
+        self._connection_lost(exc)
 
     def mqtt_connect(self, connect: Connect, adopt: Carry | None = None) -> None:
         """Open the control stream and send CONNECT on it.
@@ -149,6 +197,9 @@ class QuicTransport(QuicPump):
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                       properties: dict[str, Any] | None = None) -> None:
         self._require_session()
+        if not qos:
+            # 0-RTT data can be replayed, and a replayed QoS 0 message is delivered twice.
+            await self._after_connack()
         stream_id = await self._stream_for(self.pool.publish_key(topic, qos))
         stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties,
                                                  stream_id)
@@ -160,6 +211,7 @@ class QuicTransport(QuicPump):
 
     async def subscribe(self, subscriptions: list[Subscription],
                         properties: dict[str, Any] | None = None) -> list[int]:
+        await self._after_connack()
         session = self._require_session()
         # All filters first: one refused must not leave the others subscribed on their streams.
         session.limits.check_subscribe([s.topic_filter for s in subscriptions], properties)
@@ -172,6 +224,7 @@ class QuicTransport(QuicPump):
 
     async def unsubscribe(self, topic_filters: list[str],
                           properties: dict[str, Any] | None = None) -> list[int]:
+        await self._after_connack()
         session = self._require_session()
 
         def request(stream_id: int, indexes: list[int]) -> int:
@@ -311,7 +364,9 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
                        adopt: Carry | None = None,
                        early_messages: list[EarlyMessage] | None = None,
                        handshake: asyncio.Event | None = None) -> QuicTransport:
-    """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK.
+    """Open a QUIC connection, send CONNECT on the control stream, wait for CONNACK
+    (with ``config.early_publish`` and a ticket that allows 0-RTT: return once CONNECT
+    is in flight, and check the CONNACK when it comes, ``QuicTransport.settle``).
 
     Raises ConnectionRefused for a refused CONNACK and ConnectError for anything
     else (timeout, TLS verification, network), within ``config.connect_timeout``;
@@ -320,8 +375,14 @@ async def connect_quic(config: ConnectionConfig, *, will: Will | None = None,
     """
     dial = _Dial(config, tls, session_ticket, ticket_handler, initial_rtt, handshake)
     started = time.monotonic()
-    protocol, result = await dial.connack(connect_packet(config, will, properties), adopt,
-                                          early_messages or [])
+    connect = connect_packet(config, will, properties)
+    if config.early_publish and allows_early_data(session_ticket):
+        protocol = await dial.in_flight(connect, adopt, early_messages or [])
+        protocol.settle(dial.where, started)
+        protocol.connect_time = time.monotonic() - started
+        logger.info("CONNECT in flight over QUIC to %s (0-RTT, early publish)", dial.where)
+        return protocol
+    protocol, result = await dial.connack(connect, adopt, early_messages or [])
     if isinstance(result, ev.ConnectFailed):
         # Raise now: the close drains in the background (aioquic waits 100-225 ms), and a
         # racing TCP+TLS attempt must not start meanwhile with the same refused CONNECT.
@@ -407,14 +468,30 @@ class _Dial:
             await self._abandon()
             raise ConnectError(f"QUIC connect to {self.where} failed: {exc}") from exc
 
-    async def _establish(self, connect: Connect, adopt: Carry | None,
-                         early: list[EarlyMessage]) -> tuple[QuicTransport, ev.Event]:
+    async def in_flight(self, connect: Connect, adopt: Carry | None,
+                        early: list[EarlyMessage]) -> QuicTransport:
+        """The connection with CONNECT queued in its 0-RTT flight (no waiting: with a
+        ticket, aioquic does not wait for the handshake)."""
+        try:
+            return await asyncio.wait_for(self._send_connect(connect, adopt, early),
+                                          self.config.connect_timeout)
+        except (OSError, ConnectionError) as exc:
+            await self._abandon()
+            raise ConnectError(f"QUIC connect to {self.where} failed: {exc}") from exc
+
+    async def _send_connect(self, connect: Connect, adopt: Carry | None,
+                            early: list[EarlyMessage]) -> QuicTransport:
         protocol = await self.context.__aenter__()
         assert isinstance(protocol, QuicTransport)
         protocol._context = self.context
         protocol.mqtt_connect(connect, adopt)
         for topic, payload, retain, props in early:
             protocol.mqtt_publish(topic, payload, 0, retain, props)
+        return protocol
+
+    async def _establish(self, connect: Connect, adopt: Carry | None,
+                         early: list[EarlyMessage]) -> tuple[QuicTransport, ev.Event]:
+        protocol = await self._send_connect(connect, adopt, early)
         return protocol, await protocol._connack
 
     async def _unless_refused(self, connect: Connect, adopt: Carry | None,
@@ -437,6 +514,11 @@ class _Dial:
         if self.protocol is not None and self.protocol._context is not None:
             self.protocol._closing = True
             await self.protocol._close_quic()
+
+
+def allows_early_data(ticket: SessionTicket | None) -> bool:
+    """Whether resuming with ``ticket`` sends 0-RTT data (the server allowed it)."""
+    return ticket is not None and bool(getattr(ticket, "max_early_data_size", None))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
