@@ -12,7 +12,7 @@ TLS listener) and our gateway (QUIC, and its TLS listener). The client namespace
 - paho: paho-mqtt over TCP+TLS straight to mosquitto, and through the gateway's TLS listener.
 
 Scenarios (``--only``): connect (full, 0-RTT, to the first PUBACK, with and without
-early publish), publish (3 parallel
+early publish), first-puback (that one alone, for its tail), publish (3 parallel
 QoS 1 publishes, throughput with 100 in flight), migration (a QoS 1 publish across a
 move to a new port or a new address; paho reconnects), recovery (a dead path, and the
 move back when UDP returns).
@@ -182,6 +182,14 @@ async def client_role(args: argparse.Namespace) -> None:
              1000 * await ours_first_puback(early_publish=True))
         for peer, port in PAHO_PEERS:
             emit("connect to first PUBACK", peer, 1000 * await _in_thread(paho_first_puback, port))
+
+    # The first PUBACK after a resume alone, for its tail (p99 needs ~150 rounds).
+    for _ in range(args.rounds if "first-puback" in args.only else 0):
+        emit("connect to first PUBACK", "ours", 1000 * await ours_first_puback())
+        emit("connect to first PUBACK", "ours, early publish",
+             1000 * await ours_first_puback(early_publish=True))
+        emit("connect to first PUBACK", "paho via gateway",
+             1000 * await _in_thread(paho_first_puback, GATEWAY_TLS))
 
     topics = [f"bench/parallel/{name}" for name in ("temp", "humid", "press")]
     rounds = args.rounds if "publish" in args.only else 0

@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "abandon_pings", "ack_progress", "declare_lost", "early_application_packets", "handshake_confirmed",
-    "host_connection_ids", "idle_timeout", "last_ack_eliciting_sent", "oldest_unacknowledged",
-    "on_new_connection_ids", "peer_address", "peer_reset_tokens", "probe_count",
-    "probe_timeout", "run_timer", "server_knows", "server_socket", "smoothed_rtt", "streams_allowed",
-    "unacknowledged_bytes",
+    "abandon_pings", "ack_progress", "declare_lost", "early_application_packets",
+    "handshake_confirmed", "host_connection_ids", "idle_timeout", "last_ack_eliciting_sent",
+    "oldest_unacknowledged", "on_new_connection_ids", "peer_address", "peer_reset_tokens",
+    "probe_count", "probe_timeout", "run_timer", "server_knows", "server_socket",
+    "smoothed_rtt", "streams_allowed", "unacknowledged_bytes", "unacknowledged_packets",
 ]
 
 
@@ -148,6 +148,17 @@ def early_application_packets(quic: Any, budget: int) -> tuple[Any, list[Any]]:
                 packets.append(packet)
         return space, packets
     return None, []
+
+
+def unacknowledged_packets(quic: Any) -> list[tuple[Any, list[Any]]]:
+    """Every packet number space with the ack-eliciting packets it still has in flight."""
+    found = []
+    for space in getattr(_loss(quic), "spaces", None) or ():
+        packets = [packet for packet in space.sent_packets.values()
+                   if packet.is_ack_eliciting and packet.in_flight]
+        if packets:
+            found.append((space, packets))
+    return found
 
 
 def declare_lost(quic: Any, space: Any, packets: list[Any], now: float) -> None:

@@ -246,6 +246,9 @@ class _StreamRelay:
 class _GatewayConnection(ProbeCarriesData):
     """The gateway's side of one QUIC connection."""
 
+    # The handshake, then the CONNACK and first PUBACKs of a 0-RTT client, go twice.
+    early_repeats = 2
+
     def __init__(self, *args: Any, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gateway = gateway

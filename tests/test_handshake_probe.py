@@ -137,3 +137,45 @@ def test_lost_finished_resends_the_1rtt_data(
 def test_nothing_to_resend_is_harmless(certs: CertificateFiles) -> None:
     pair = Pair(certs, {}, None, _handshake_probe.handle_timer)
     assert _handshake_probe.resend_with_probe(pair.client, pair.now) == 0
+
+
+def test_a_repeated_first_flight_arrives_when_the_first_copy_is_lost(
+        certs: CertificateFiles) -> None:
+    tickets: dict[bytes, SessionTicket] = {}
+    ticket = a_ticket(certs, tickets)
+    pair = Pair(certs, tickets, ticket, plain_handle_timer)
+    stream_id = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(stream_id, b"CONNECT")
+    lost = pair.client_datagrams()  # the first copy: never delivered
+    assert lost
+    assert _handshake_probe.repeat_first_flight(pair.client, pair.now + 0.005) >= 2
+    pair.now += 0.005
+    pair.to_server(pair.client_datagrams())  # the second copy, no timer fired
+    assert pair.server_stream_data() == b"CONNECT"
+    pair.to_client()
+    assert any(isinstance(e, HandshakeCompleted) and e.early_data_accepted
+               for e in pair.client_events)
+
+
+def test_rejected_early_data_goes_again_in_1rtt(certs: CertificateFiles) -> None:
+    tickets: dict[bytes, SessionTicket] = {}
+    ticket = a_ticket(certs, tickets)
+    forgetful = _Forgetful()  # a server that forgot its tickets (it restarted)
+    pair = Pair(certs, forgetful, ticket, plain_handle_timer)
+    stream_id = pair.client.get_next_available_stream_id()
+    pair.client.send_stream_data(stream_id, b"CONNECT")
+    pair.to_server(pair.client_datagrams())
+    assert pair.server_stream_data() == b""  # the 0-RTT data was dropped
+    pair.to_client()
+    [done] = [e for e in pair.client_events if isinstance(e, HandshakeCompleted)]
+    assert not done.early_data_accepted
+    assert _handshake_probe.resend_rejected_early_data(pair.client, pair.now) >= 1
+    pair.to_server(pair.client_datagrams())  # one round trip, no loss detection wait
+    assert pair.server_stream_data() == b"CONNECT"
+
+
+class _Forgetful(dict[bytes, SessionTicket]):
+    """A ticket store that knows no ticket (aioquic's fetcher answers None for those)."""
+
+    def pop(self, key: bytes, default: SessionTicket | None = None) -> SessionTicket | None:  # type: ignore[override]
+        return super().pop(key, default)

@@ -135,6 +135,7 @@ class QuicTransport(QuicPump):
         self.session.connect(self._loop.time())
         self._flush()
 
+
     def mqtt_publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                      properties: dict[str, Any] | None = None,
                      stream_id: int | None = None) -> tuple[int, int | None]:
@@ -409,6 +410,7 @@ class _Dial:
         self.refused: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._handshake = handshake
         self._ticket_handler = ticket_handler
+        self._resuming = ticket is not None
         configuration = quic_configuration(config, tls)
         configuration.session_ticket = ticket
         if initial_rtt is not None:
@@ -428,6 +430,9 @@ class _Dial:
 
     def _create_protocol(self, *args: Any, **kwargs: Any) -> QuicTransport:
         protocol = QuicTransport(*args, config=self.config, **kwargs)
+        # Resuming: the first flight carries 0-RTT data (CONNECT, early publishes), and
+        # goes twice; a full handshake takes two round trips anyway.
+        protocol.early_repeats = 1 if self._resuming else 0
         protocol.refused = self.refused
         protocol.handshake_event = self._handshake
         protocol.wants_ticket = self._ticket_handler is not None
