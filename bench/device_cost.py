@@ -110,7 +110,7 @@ def _paho(args: argparse.Namespace) -> dict[str, float]:
             acked.notify_all()
 
     client.on_publish = on_publish
-    client.connect("localhost", args.tls_port, keepalive=60)
+    client.connect("127.0.0.1", args.tls_port, keepalive=60)  # the certificate names it too
     client.loop_start()
     out: dict[str, float] = {}
     topic = f"bench/{uuid.uuid4().hex[:6]}"
