@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.connection import QuicConnection
@@ -53,11 +54,7 @@ def handle_timer(quic: QuicConnection, now: float) -> None:
 def resend_with_probe(quic: QuicConnection, now: float) -> int:
     """Schedule the oldest unacknowledged application packets again; how many."""
     space, packets = _aioquic.early_application_packets(quic, PROBE_BYTES)
-    if not packets:
-        return 0
-    _aioquic.declare_lost(quic, space, packets, now)
-    logger.debug("handshake probe: re-sending %d early application packet(s)", len(packets))
-    return len(packets)
+    return _send_again(quic, [(space, packets)], now, "handshake probe")
 
 
 def resend_rejected_early_data(quic: QuicConnection, now: float) -> int:
@@ -65,11 +62,7 @@ def resend_rejected_early_data(quic: QuicConnection, now: float) -> int:
     again in 1-RTT packets now, instead of when loss detection gives up on it a round
     trip or more later (RFC 9001, section 4.6.2: rejected 0-RTT data is lost)."""
     space, packets = _aioquic.early_application_packets(quic, budget=1 << 30)
-    if not packets:
-        return 0
-    _aioquic.declare_lost(quic, space, packets, now)
-    logger.debug("0-RTT rejected: re-sending %d packet(s) in 1-RTT", len(packets))
-    return len(packets)
+    return _send_again(quic, [(space, packets)], now, "0-RTT rejected")
 
 
 def repeat_first_flight(quic: QuicConnection, now: float) -> int:
@@ -79,13 +72,21 @@ def repeat_first_flight(quic: QuicConnection, now: float) -> int:
     lost packet waits for a probe timeout computed from no measurement at all (325 ms
     with aioquic's defaults); with two copies a flight is lost only when both are (5%
     random loss: 1 in 400, not 1 in 20). How many packets went again."""
-    repeated = 0
-    for space, packets in _aioquic.unacknowledged_packets(quic):
-        _aioquic.declare_lost(quic, space, packets, now)
-        repeated += len(packets)
-    if repeated:
-        logger.debug("first flight sent again (%d packets)", repeated)
-    return repeated
+    return _send_again(quic, _aioquic.unacknowledged_packets(quic), now, "first flight again")
+
+
+def _send_again(quic: QuicConnection, spaces: list[tuple[Any, list[Any]]], now: float,
+                why: str) -> int:
+    """Have aioquic send ``spaces``' packets again (declared lost without a congestion
+    event); how many."""
+    count = 0
+    for space, packets in spaces:
+        if packets:
+            _aioquic.declare_lost(quic, space, packets, now)
+            count += len(packets)
+    if count:
+        logger.debug("%s: sending %d packet(s) again", why, count)
+    return count
 
 
 class ProbeCarriesData(QuicConnectionProtocol):
