@@ -123,15 +123,23 @@ class Connector:
         if self.dialer.tickets is not None:
             await self.dialer.tickets.saved()
 
+    def _usable(self) -> Transport | None:
+        """The transport, when a request may go on it now (``ready()`` without waiting)."""
+        transport = self.transport
+        if (transport is not None and transport.accepts_requests
+                and self.policy.state is not State.FAILED):
+            return transport
+        return None
+
     async def ready(self) -> Transport:
         """The connected transport; while reconnecting, wait for it (a bounded number of
         waiters, ``max_offline_queue``). The caller's deadline bounds the wait."""
         policy = self.policy
         while True:
+            usable = self._usable()
+            if usable is not None:
+                return usable
             transport = self.transport
-            if (transport is not None and transport.accepts_requests
-                    and policy.state is not State.FAILED):
-                return transport
             if (transport is not None and policy.state is State.CONNECTED
                     and self._reconnecting is None):
                 # Closed without telling us (say, an idle timeout while closing): same as lost.
@@ -184,9 +192,9 @@ class Connector:
         A publish cut off with its connection (or QUIC stream) is sent again, up to
         ``max_publish_attempts`` cut-offs (``policy.PublishAttempts``). The caller's
         deadline bounds it all."""
-        attempts = PublishAttempts(self.config.max_publish_attempts)
+        attempts: PublishAttempts | None = None  # made on the first cut-off
         while True:
-            transport = await self.ready()
+            transport = self._usable() or await self.ready()
             try:
                 await transport.publish(topic, data, qos, retain, properties)
                 return
@@ -198,6 +206,8 @@ class Connector:
                 # Only its stream ended: a PINGREQ asks whether the connection goes on.
                 stream_only = isinstance(exc, StreamClosed) and transport.is_connected
                 alive = stream_only and await transport.confirm_alive(CONFIRM_ALIVE_WITHIN)
+                if attempts is None:
+                    attempts = PublishAttempts(self.config.max_publish_attempts)
                 if not attempts.cut_off(str(exc), stream_only=stream_only, connection_alive=alive):
                     self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
                     raise PublishFailed(topic, None, attempts.reason()) from exc

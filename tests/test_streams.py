@@ -84,3 +84,12 @@ def test_a_persistent_session_keeps_what_must_survive_on_the_control_stream() ->
     # Flows on it continue on the next connection; a data stream's do not.
     assert persistent.outlives_connection(CONTROL) and not persistent.outlives_connection(4)
     assert not clean.outlives_connection(CONTROL)
+
+
+def test_known_is_the_fast_path_for_a_topic_that_has_its_stream() -> None:
+    streams, opened = pool()
+    assert streams.known("a") is None  # needs stream_for
+    first = streams.stream_for("a", credit=True, open_stream=opener(opened))
+    assert streams.known("a") == first and streams.known(None) == CONTROL
+    single, _ = pool(multi_stream=False)
+    assert single.known("anything") == CONTROL

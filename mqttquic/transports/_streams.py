@@ -66,6 +66,14 @@ class StreamPool:
 
     # --- streams -------------------------------------------------------------------------
 
+    def known(self, key: str | None) -> int | None:
+        """The stream ``key`` rides already (the control stream for None, or in
+        single-stream mode), or None when it needs ``stream_for``: the fast path of
+        every publish after a topic's first."""
+        if not self.multi_stream or key is None:
+            return self.control
+        return self._by_key.get(key)
+
     def stream_for(self, key: str | None, *, credit: bool, open_stream: Callable[[], int]) -> int:
         """The stream for ``key`` (None: the control stream): its own while the pool has
         room and ``credit`` says the server grants one more (``open_stream()`` opens

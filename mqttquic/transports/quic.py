@@ -201,7 +201,10 @@ class QuicTransport(QuicPump):
         if not qos:
             # 0-RTT data can be replayed, and a replayed QoS 0 message is delivered twice.
             await self._after_connack()
-        stream_id = await self._stream_for(self.pool.publish_key(topic, qos))
+        key = self.pool.publish_key(topic, qos)
+        stream_id = self.pool.known(key)
+        if stream_id is None:
+            stream_id = await self._stream_for(key)
         stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties,
                                                  stream_id)
         if packet_id is None:
