@@ -1,0 +1,197 @@
+"""A durable outbox: QoS 1/2 messages kept on disk until the broker acknowledges them.
+
+One SQLite file (the standard library's ``sqlite3``) in WAL mode, mode 0600. A message
+is written before it is sent and removed when its PUBACK/PUBCOMP arrives, so a device
+that reboots, or stays offline for hours, sends it after restarting. ``sync`` is the
+power-loss guarantee: "full" makes each write durable before ``add()`` returns
+(``synchronous=FULL``: an fsync per commit); "normal" (WAL's ``synchronous=NORMAL``)
+survives a crash of the process but may lose the last writes to a power cut.
+
+The file is this module's alone: one that is not an SQLite database, or an SQLite
+database of something else, or a damaged one, is refused with ``OutboxError`` and
+left as it is, never replaced.
+
+No asyncio here: the client calls it from a worker thread (every call is a short
+transaction).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MQTTQUICError
+
+__all__ = ["Outbox", "OutboxError", "OutboxFull", "StoredMessage"]
+
+FORMAT = "mqttquic-outbox"
+VERSION = 1
+
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
+    " properties TEXT, stored_at REAL NOT NULL)",
+    "CREATE TABLE subscriptions (topic_filter TEXT PRIMARY KEY, qos INTEGER NOT NULL)",
+)
+
+
+class OutboxError(MQTTQUICError):
+    """The outbox file cannot be used: not ours, damaged, or not writable."""
+
+
+class OutboxFull(MQTTQUICError):
+    """The outbox holds ``max_messages`` messages or ``max_bytes`` bytes already."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message waiting in the outbox, in the order it was stored (``id``)."""
+
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    properties: dict[str, Any] | None
+
+
+class Outbox:
+    """The outbox file of one client."""
+
+    def __init__(self, path: str | os.PathLike[str], *, sync: str = "normal",
+                 max_messages: int = 100_000, max_bytes: int = 64 * 1024 * 1024,
+                 drop_oldest: bool = False) -> None:
+        if sync not in ("normal", "full"):
+            raise ValueError(f"outbox_sync must be 'normal' or 'full', not {sync!r}")
+        self.path = os.fspath(path)
+        self.sync = sync
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.drop_oldest = drop_oldest
+        self.dropped = 0  # messages dropped to make room (drop_oldest)
+        self._lock = threading.Lock()  # one connection, used from worker threads
+        self._db = self._open()
+
+    # --- the file --------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        created = not os.path.exists(self.path)
+        if created:
+            try:  # mode 0600 from the start: never readable by others, not even briefly
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError as exc:
+                raise OutboxError(f"outbox {self.path}: cannot create it: {exc}") from exc
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: cannot open it: {exc}") from exc
+        try:
+            self._check(db, created)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={'FULL' if self.sync == 'full' else 'NORMAL'}")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise OutboxError(f"outbox {self.path}: not an SQLite database, or damaged"
+                              f" ({exc}); it is left as it is") from exc
+        except OutboxError:
+            db.close()
+            raise
+        return db
+
+    def _check(self, db: sqlite3.Connection, created: bool) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if created or not tables:
+            with db:
+                db.execute("BEGIN")
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.executemany("INSERT INTO meta VALUES (?, ?)",
+                               [("format", FORMAT), ("version", str(VERSION))])
+            return
+        meta = dict(db.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
+        if meta.get("format") != FORMAT:
+            raise OutboxError(f"outbox {self.path}: an SQLite database of something else"
+                              " (not an mqttquic outbox); it is left as it is")
+        if meta.get("version") != str(VERSION):
+            raise OutboxError(f"outbox {self.path}: format version {meta.get('version')},"
+                              f" this mqttquic reads {VERSION}")
+        [verdict] = db.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise OutboxError(f"outbox {self.path}: damaged ({verdict}); it is left as it is")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- messages ----------------------------------------------------------------------------
+
+    def add(self, topic: str, payload: bytes, qos: int, retain: bool = False,
+            properties: dict[str, Any] | None = None) -> int:
+        """Store a message (durably, as ``sync`` says) and return its id. OutboxFull
+        when it does not fit, unless ``drop_oldest`` makes room (counted in
+        ``dropped``)."""
+        if qos not in (1, 2):
+            raise ValueError("the outbox keeps QoS 1 and 2 messages only")
+        props = json.dumps(properties) if properties else None
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            count, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages").fetchone()
+            while count >= self.max_messages or size + len(payload) > self.max_bytes:
+                if not self.drop_oldest or not count:
+                    raise OutboxFull(
+                        f"the outbox holds {count} messages, {size} bytes (outbox_max_messages="
+                        f"{self.max_messages}, outbox_max_bytes={self.max_bytes})")
+                oldest_id, oldest_size = self._db.execute(
+                    "SELECT id, length(payload) FROM messages ORDER BY id LIMIT 1").fetchone()
+                self._db.execute("DELETE FROM messages WHERE id = ?", (oldest_id,))
+                self.dropped += 1
+                count, size = count - 1, size - oldest_size
+            cursor = self._db.execute(
+                "INSERT INTO messages (topic, payload, qos, retain, properties, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (topic, payload, qos, int(retain), props, time.time()))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def remove(self, message_id: int) -> None:
+        """The broker acknowledged the message: forget it."""
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+
+    def pending(self, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
+        """Stored messages with an id above ``after``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, payload, qos, retain, properties FROM messages WHERE id > ?"
+                " ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [StoredMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
+                              json.loads(row[5]) if row[5] else None) for row in rows]
+
+    def stored(self) -> tuple[int, int]:
+        """How many messages wait, and their payload bytes."""
+        with self._lock:
+            count, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages").fetchone()
+        return int(count), int(size)
+
+    # --- subscriptions ------------------------------------------------------------------------
+
+    def save_subscription(self, topic_filter: str, qos: int) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO subscriptions VALUES (?, ?)",
+                             (topic_filter, qos))
+
+    def forget_subscription(self, topic_filter: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM subscriptions WHERE topic_filter = ?", (topic_filter,))
+
+    def subscriptions(self) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(row[0], int(row[1])) for row in
+                    self._db.execute("SELECT topic_filter, qos FROM subscriptions ORDER BY rowid")]
