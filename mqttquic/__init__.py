@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .config import ConnectionConfig, ConnectionStats, TransportType
     from .gateway import Gateway, GatewayConfig
     from .message import Message
+    from .outbox import OutboxError, OutboxFull
     from .topics import topic_matches
 
 __version__ = "0.1.0"
@@ -44,7 +45,7 @@ _LAZY = {
     "ConnectionConfig": "config", "ConnectionStats": "config", "TransportType": "config",
     "Message": "message", "Subscription": "codec", "Will": "codec",
     "Gateway": "gateway", "GatewayConfig": "gateway", "ConnectionChange": "changes",
-    "topic_matches": "topics",
+    "topic_matches": "topics", "OutboxError": "outbox", "OutboxFull": "outbox",
 }
 
 __all__ = [
@@ -55,7 +56,7 @@ __all__ = [
     "MQTTQUICError", "MalformedPacket", "PacketTooLarge", "ConnectError",
     "ConnectionRefused", "PublishFailed", "OperationTimeout", "StreamLimitReached",
     "StreamClosed", "StreamRefused", "OfflineQueueFull", "PathDead", "TLSFileError",
-    "SubscribeFailed",
+    "SubscribeFailed", "OutboxError", "OutboxFull",
 ]
 
 

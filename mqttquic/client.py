@@ -16,24 +16,25 @@ from typing import Any
 
 from ._aio import within
 from .changes import ConnectionChange, UserCallbacks
-from .codec import Subscription, Will, encode
+from .codec import Will, encode
 from .config import ConnectionConfig, TransportType
 from .connector import Connector
 from .errors import (
     ConnectError,
     MalformedPacket,
 )
+from .forwarding import StoreAndForward
 from .limits import ServerLimits
 from .message import Message, payload_bytes
 from .message_queue import MessageQueue, Messages
 from .status import ConnectionStatus
+from .subscriptions import SubscribeArg, Subscriptions
 from .transports.base import Transport, connect_packet
 
 __all__ = ["Client"]
 
 _logger = logging.getLogger("mqttquic.client")
 
-SubscribeArg = str | Subscription | tuple[str, int] | Iterable[str | Subscription | tuple[str, int]]
 
 
 
@@ -78,7 +79,6 @@ class Client:
                self.config.protocol_version)
         # Messages for client.messages (not kept when only on_message reads them).
         self._queue = MessageQueue(max_queued_messages, self.logger)
-        self._subscriptions: dict[str, Subscription] = {}
         self._callbacks = UserCallbacks(self.logger)
         self._status = ConnectionStatus(self.config, self._callbacks,
                                         on_connect=lambda: self.on_connect,
@@ -88,9 +88,15 @@ class Client:
         self._connector = Connector(
             self.config, deliver=self._deliver, on_connected=self._status.connected,
             on_lost=self._status.lost, on_failed=self._failed,
-            subscriptions=lambda: list(self._subscriptions.values()),
+            subscriptions=lambda: list(self._subscriptions.granted.values()),
             will=lambda: self.will, connect_properties=lambda: self.connect_properties,
             logger=self.logger)
+        # Store and forward (config.outbox): the outbox file is opened here, and refused
+        # here when it is not ours.
+        self._forward = (StoreAndForward(self.config, self._connector.publish, self._status.feed,
+                                         self.logger) if self.config.outbox else None)
+        self._subscriptions = Subscriptions(self.config, self._connector, self.logger,
+                                            self._forward.outbox if self._forward else None)
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -149,7 +155,12 @@ class Client:
             # A client connected again after disconnect(): new messages() iterators must not
             # end on the old end-of-stream marker.
             self._queue.reopen()
-        return await self._connector.connect(transport)
+        if self._forward is not None:
+            self._forward.start()  # sends what is stored, whenever connected
+        connected = await self._connector.connect(transport)
+        if self._forward is not None:  # a rebooted device's stored subscriptions
+            await self._connector.restore_subscriptions(connected)
+        return connected
 
     def _failed(self, exc: BaseException) -> None:
         """No more connections: message iterators raise ``exc``."""
@@ -166,6 +177,8 @@ class Client:
         if (reason_code or properties) and self.config.protocol_version != 5:
             raise MalformedPacket("an MQTT 3.1.1 DISCONNECT has no reason code or properties")
         was_open = not self._connector.policy.is_closed and self._connector.policy.ever_connected
+        if self._forward is not None:
+            await self._forward.stop()  # what it was sending stays stored
         await self._connector.close(reason_code, properties)
         self._queue.close()
         self._status.closed(was_open)
@@ -227,19 +240,32 @@ class Client:
 
         ``payload`` may be bytes, str (UTF-8) or a JSON-serialisable dict/list. While the
         client reconnects, the publish waits; a QoS 1/2 publish cut off by a lost
-        connection is sent again on the next one (at least once).
+        connection is sent again on the next one (at least once). With an outbox
+        (``config.outbox``) a QoS 1/2 message is stored first, and stays stored if it is
+        not acknowledged in time: the exception says so, and it is delivered later.
 
-        Raises OperationTimeout (also a TimeoutError) when it is not done within
-        ``timeout`` seconds (default ``config.operation_timeout``) from the call, offline
-        time included; PublishFailed when the broker refuses it, when its CONNACK does not
-        allow it (above Maximum QoS, Retain not available, an invalid Topic Alias, larger
-        than Maximum Packet Size: raised before anything is sent), or when it cut off ``max_publish_attempts``
+        OperationTimeout (a TimeoutError) when not done within ``timeout`` seconds
+        (``config.operation_timeout``) from the call, offline time included;
+        PublishFailed when the broker refuses it, when its CONNACK does not allow it
+        (raised before anything is sent), or when it cut off ``max_publish_attempts``
         connections (or streams) in a row: a publish the broker will not take."""
         data = payload_bytes(payload)
-        await within(self._connector.publish(topic, data, qos, retain, properties),
-                     self.config.operation_timeout if timeout is None else timeout,
-                     f"publish to {topic!r} (QoS {qos})")
+        seconds = self.config.operation_timeout if timeout is None else timeout
+        if self._forward is not None and qos:  # stored first, kept if not acknowledged
+            await self._forward.publish(topic, data, qos, retain, properties, seconds)
+        else:
+            await within(self._connector.publish(topic, data, qos, retain, properties), seconds,
+                         f"publish to {topic!r} (QoS {qos})")
         self._status.activity(sent=1)
+
+    async def enqueue(self, topic: str, payload: Any = b"", qos: int = 1, retain: bool = False,
+                      properties: dict[str, Any] | None = None) -> None:
+        """Store a QoS 1/2 message in the outbox (``config.outbox``); delivered in the
+        background, after restarts too. OutboxFull when the outbox is full."""
+        if self._forward is None:
+            raise ValueError("enqueue() needs a durable outbox: ConnectionConfig(outbox=...)")
+        await self._forward.store(topic, payload_bytes(payload), qos, retain, properties)
+        self._forward.start()
 
     async def publish_parallel(self, messages: Iterable[Mapping[str, Any]]) -> dict[str, bool]:
         """Publish concurrently: on QUIC each topic on its own stream (no head-of-line
@@ -247,19 +273,7 @@ class Client:
 
         ``messages``: ``{"topic": ..., "payload": ..., "qos": 0, "retain": False}`` each.
         Returns ``{topic: True}`` where the publish completed, False where it failed."""
-        items = list(messages)
-
-        async def one(item: Mapping[str, Any]) -> bool:
-            try:
-                await self.publish(item["topic"], item.get("payload", b""), item.get("qos", 0),
-                                   item.get("retain", False), item.get("properties"))
-                return True
-            except Exception as exc:  # noqa: BLE001 - reported per topic, and logged
-                self.logger.warning("parallel publish to %r failed: %s", item.get("topic"), exc)
-                return False
-
-        outcomes = await asyncio.gather(*(one(item) for item in items))
-        return {item["topic"]: ok for item, ok in zip(items, outcomes)}
+        return await _publish_each(self, list(messages))
 
     # --- subscribing --------------------------------------------------------------------------
 
@@ -274,34 +288,14 @@ class Client:
         ``config.operation_timeout``); SubscribeFailed, before anything is sent, for what
         the broker's CONNACK says it does not support (wildcards, shared subscriptions,
         subscription identifiers)."""
-        subscriptions = _subscriptions(topic, qos)
-
-        async def request() -> list[int]:
-            return await (await self._connector.ready()).subscribe(subscriptions, properties)
-
-        codes = await within(request(), self.config.operation_timeout if timeout is None
-                             else timeout, f"subscribe to {subscriptions[0].topic_filter!r}")
-        for subscription, code in zip(subscriptions, codes):
-            if code < 0x80:
-                self._subscriptions[subscription.topic_filter] = subscription
-        self.logger.debug("subscribed to %s: SUBACK codes %s",
-                          ", ".join(s.topic_filter for s in subscriptions), codes)
-        return codes
+        return await self._subscriptions.subscribe(topic, qos, properties, timeout)
 
     async def unsubscribe(self, topic: str | Iterable[str],
                           properties: dict[str, Any] | None = None, *,
                           timeout: float | None = None) -> list[int]:
         """Unsubscribe; the reason codes of an MQTT 5 UNSUBACK (none for 3.1.1).
         OperationTimeout when there is no UNSUBACK within ``timeout``."""
-        filters = [topic] if isinstance(topic, str) else list(topic)
-        for topic_filter in filters:
-            self._subscriptions.pop(topic_filter, None)
-
-        async def request() -> list[int]:
-            return await (await self._connector.ready()).unsubscribe(filters, properties)
-
-        return await within(request(), self.config.operation_timeout if timeout is None
-                            else timeout, f"unsubscribe from {filters[0]!r}")
+        return await self._subscriptions.unsubscribe(topic, properties, timeout)
 
     @property
     def messages(self) -> Messages:
@@ -331,7 +325,8 @@ class Client:
     def get_stats(self) -> dict[str, Any]:
         """The reference design's statistics (``ConnectionStats``) plus bytes, RTT, open
         streams and dropped messages, as a dict."""
-        return self._status.snapshot(self._connector.transport, self._queue.dropped)
+        stats = self._status.snapshot(self._connector.transport, self._queue.dropped)
+        return stats if self._forward is None else {**stats, **self._forward.stats()}
 
     @property
     def transport_type(self) -> TransportType | None:
@@ -339,31 +334,27 @@ class Client:
         return transport.transport_type if transport else None
 
 
+async def _publish_each(client: Client, items: list[Mapping[str, Any]]) -> dict[str, bool]:
+    """``publish_parallel``: every item at once; a failure is logged and reported."""
+
+    async def one(item: Mapping[str, Any]) -> bool:
+        try:
+            await client.publish(item["topic"], item.get("payload", b""), item.get("qos", 0),
+                                 item.get("retain", False), item.get("properties"))
+            return True
+        except Exception as exc:  # noqa: BLE001 - reported per topic, and logged
+            client.logger.warning("parallel publish to %r failed: %s", item.get("topic"), exc)
+            return False
+
+    outcomes = await asyncio.gather(*(one(item) for item in items))
+    return {item["topic"]: ok for item, ok in zip(items, outcomes)}
+
+
 def _early_message(item: Mapping[str, Any]) -> tuple[str, bytes, bool, dict[str, Any] | None]:
     if item.get("qos", 0) != 0:
         raise ValueError("only QoS 0 messages may ride in 0-RTT data (it can be replayed)")
     return (item["topic"], payload_bytes(item.get("payload", b"")), bool(item.get("retain")),
             item.get("properties"))
-
-
-def _subscriptions(topic: SubscribeArg, qos: int) -> list[Subscription]:
-    if isinstance(topic, tuple) and len(topic) == 2 and isinstance(topic[1], int):
-        items: list[Any] = [topic]
-    elif isinstance(topic, (str, Subscription)):
-        items = [topic]
-    else:
-        items = list(topic)
-    out = []
-    for item in items:
-        if isinstance(item, Subscription):
-            out.append(item)
-        elif isinstance(item, tuple):
-            out.append(Subscription(item[0], item[1]))
-        else:
-            out.append(Subscription(item, qos))
-    if not out:
-        raise ValueError("subscribe needs at least one topic filter")
-    return out
 
 
 def _check_arguments(*, will: Any, **callbacks: Any) -> None:

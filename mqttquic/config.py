@@ -69,6 +69,13 @@ class ConnectionConfig:
     max_offline_queue: int = 1000  # publishes that may wait while disconnected
     # Deadline of publish/subscribe/unsubscribe, from the call (offline waits included).
     operation_timeout: float = 30.0
+    # Store and forward: QoS 1/2 messages kept in this SQLite file until acknowledged
+    # (None: in memory only). "full" sync makes each write survive a power cut.
+    outbox: str | None = None
+    outbox_sync: str = "normal"
+    outbox_max_messages: int = 100_000
+    outbox_max_bytes: int = 64 * 1024 * 1024
+    outbox_drop_oldest: bool = False  # full: drop the oldest (counted), not refuse
     # Times one publish may be cut off by a dying connection (or stream) before it is
     # given up as a publish the broker will not take (PublishFailed).
     max_publish_attempts: int = 3
@@ -92,6 +99,10 @@ class ConnectionConfig:
     def __post_init__(self) -> None:
         if self.transport not in ("auto", "quic", "tcp"):
             raise ValueError(f"transport must be 'auto', 'quic' or 'tcp', not {self.transport!r}")
+        if self.outbox_sync not in ("normal", "full"):
+            raise ValueError(f"outbox_sync must be 'normal' or 'full', not {self.outbox_sync!r}")
+        if self.outbox_max_messages < 1 or self.outbox_max_bytes < 1:
+            raise ValueError("outbox_max_messages and outbox_max_bytes must be positive")
         if self.tls_version not in (None, "1.2", "1.3"):
             raise ValueError(f"tls_version must be '1.2' or '1.3', not {self.tls_version!r}")
         if self.protocol_version not in (4, 5):

@@ -596,10 +596,11 @@ class Gateway:
         if self.config.tcp_port is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(*self._cert)
+            port = self.tcp_port or self.config.tcp_port  # again on the same port after stop()
             try:
-                with _naming("tcp", self.config.tcp_host, self.config.tcp_port):
+                with _naming("tcp", self.config.tcp_host, port):
                     self._tcp_server = await asyncio.start_server(
-                        self._serve_tcp, self.config.tcp_host, self.config.tcp_port, ssl=context)
+                        self._serve_tcp, self.config.tcp_host, port, ssl=context)
             except OSError:
                 await self.stop_quic()
                 raise

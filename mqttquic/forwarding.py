@@ -1,0 +1,138 @@
+"""Store and forward: the client's durable outbox (``ConnectionConfig(outbox=...)``) and
+the task that empties it.
+
+Every QoS 1/2 message is written to the outbox before it is sent and removed when the
+broker acknowledges it, so a device that reboots or stays offline for hours loses none.
+``Client.enqueue()`` returns once the message is stored; ``Client.publish()`` stores,
+sends and waits as before, and a publish that runs out of time stays stored. The
+delivery task sends what is stored, oldest first, one message at a time (so each
+topic's order holds), whenever the client is connected; it starts with the client and
+after a restart sends what an earlier run left.
+
+File I/O runs in a worker thread (``asyncio.to_thread``): a commit with
+``outbox_sync="full"`` is an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._aio import within
+from .changes import ChangeFeed
+from .config import ConnectionConfig
+from .errors import MQTTQUICError, OperationTimeout, PublishFailed
+from .outbox import Outbox, StoredMessage
+
+__all__ = ["StoreAndForward"]
+
+Send = Callable[[str, bytes, int, bool, "dict[str, Any] | None"], Awaitable[None]]
+
+# Pause after a failed delivery (the connection went away: the next waits for it).
+RETRY_PAUSE = 0.5
+
+
+class StoreAndForward:
+    """One client's outbox and its delivery task."""
+
+    def __init__(self, config: ConnectionConfig, send: Send, changes: ChangeFeed,
+                 logger: logging.Logger) -> None:
+        assert config.outbox is not None
+        self.config = config
+        self.outbox = Outbox(config.outbox, sync=config.outbox_sync,
+                             max_messages=config.outbox_max_messages,
+                             max_bytes=config.outbox_max_bytes,
+                             drop_oldest=config.outbox_drop_oldest)
+        self._send = send
+        self._changes = changes  # the client's connection changes: deliver while connected
+        self._logger = logger
+        self._wake = asyncio.Event()
+        self._in_hand: set[int] = set()  # stored ids that publish() is sending itself
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0  # delivered from the outbox and acknowledged
+        self.failed = 0  # refused by the broker for good (PublishFailed), logged
+
+    # --- what the client calls ------------------------------------------------------------
+
+    async def store(self, topic: str, payload: bytes, qos: int, retain: bool,
+                    properties: dict[str, Any] | None) -> int:
+        """Write the message (durably, as outbox_sync says); the delivery task sends it."""
+        message_id = await asyncio.to_thread(self.outbox.add, topic, payload, qos, retain,
+                                             properties)
+        self._wake.set()
+        return message_id
+
+    async def publish(self, topic: str, payload: bytes, qos: int, retain: bool,
+                      properties: dict[str, Any] | None, timeout: float) -> None:
+        """``Client.publish()`` with an outbox: stored, sent, removed when acknowledged.
+        Past ``timeout`` the message stays stored and OperationTimeout says so."""
+        message_id = await asyncio.to_thread(self.outbox.add, topic, payload, qos, retain,
+                                             properties)
+        self._in_hand.add(message_id)
+        try:
+            await within(self._send(topic, payload, qos, retain, properties), timeout,
+                         f"publish to {topic!r} (QoS {qos})")
+        except OperationTimeout as exc:
+            raise OperationTimeout(f"{exc}; it stays in the outbox ({self.config.outbox}) and"
+                                   " is delivered when the connection allows") from None
+        finally:
+            self._in_hand.discard(message_id)
+            self._wake.set()  # not acknowledged: the delivery task takes it over
+        await asyncio.to_thread(self.outbox.remove, message_id)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._deliver())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def close(self) -> None:
+        self.outbox.close()
+
+    def stats(self) -> dict[str, int]:
+        stored, stored_bytes = self.outbox.stored()
+        return {"outbox_stored": stored, "outbox_bytes": stored_bytes, "outbox_sent": self.sent,
+                "outbox_dropped": self.outbox.dropped, "outbox_failed": self.failed}
+
+    # --- the delivery task ------------------------------------------------------------------
+
+    async def _deliver(self) -> None:
+        while True:
+            self._wake.clear()
+            batch = [m for m in await asyncio.to_thread(self.outbox.pending)
+                     if m.id not in self._in_hand]
+            if not batch:
+                await self._wake.wait()
+                continue
+            for message in batch:
+                await self._changes.wait(lambda change: change is not None
+                                         and change.is_connected)
+                if not await self._deliver_one(message):
+                    await asyncio.sleep(RETRY_PAUSE)
+                    break  # read again: order holds, and publish() may have taken some
+
+    async def _deliver_one(self, message: StoredMessage) -> bool:
+        """Send one stored message; True when it left the outbox."""
+        try:
+            await within(self._send(message.topic, message.payload, message.qos, message.retain,
+                                    message.properties), self.config.operation_timeout,
+                         f"outbox delivery to {message.topic!r}")
+        except PublishFailed as exc:
+            # The broker will not take it, now or later (a refusal code, or a poison
+            # publish): kept no longer, and said so.
+            self.failed += 1
+            self._logger.error("outbox message %d to %r refused for good, removed: %s",
+                               message.id, message.topic, exc)
+        except MQTTQUICError as exc:
+            self._logger.info("outbox delivery to %r waits: %s", message.topic, exc)
+            return False
+        else:
+            self.sent += 1
+        await asyncio.to_thread(self.outbox.remove, message.id)
+        return True

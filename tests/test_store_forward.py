@@ -1,0 +1,229 @@
+"""Store and forward (``ConnectionConfig(outbox=...)``) against real mosquitto, over
+QUIC and TCP+TLS: nothing stored is lost across outages and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqttquic.certs import CertificateFiles
+from mqttquic.client import Client
+from mqttquic.errors import OperationTimeout
+from mqttquic.gateway import Gateway
+from mqttquic.outbox import OutboxError, OutboxFull
+
+from .conftest import client_config
+from .test_quic import collect
+from .waits import eventually
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["quic", "tcp"])
+
+
+async def _subscriber(gateway: Gateway, certs: CertificateFiles, topic_filter: str) -> Client:
+    subscriber = Client(client_config(gateway, certs, transport="quic"))
+    await subscriber.connect()
+    await subscriber.subscribe(topic_filter, qos=1)
+    return subscriber
+
+
+@TRANSPORTS
+async def test_enqueued_while_offline_is_delivered_when_the_gateway_returns(
+        gateways: Any, mosquitto: Any, certs: CertificateFiles, tmp_path: Path,
+        topic_root: str, transport: str) -> None:
+    ours, theirs = await gateways(mosquitto), await gateways(mosquitto)
+    subscriber = await _subscriber(theirs, certs, f"{topic_root}/#")
+    config = client_config(ours, certs, transport=transport, outbox=str(tmp_path / "o.db"),
+                           reconnect_min_delay=0.05, reconnect_max_delay=0.3)
+    try:
+        async with Client(config) as device:
+            await ours.stop()  # the device's gateway goes away
+            await eventually(lambda: not device.is_connected, 10)
+            for i in range(20):
+                await device.enqueue(f"{topic_root}/t", f"m{i}")  # returns at once: stored
+            assert device.get_stats()["outbox_stored"] == 20
+            await ours.start()
+            got = await collect(subscriber.messages(), 20, timeout=30)
+            assert [m.payload for m in got] == [f"m{i}".encode() for i in range(20)]  # in order
+            await eventually(lambda: device.get_stats()["outbox_stored"] == 0, 10)
+            assert device.get_stats()["outbox_sent"] == 20
+    finally:
+        await subscriber.disconnect()
+
+
+async def test_what_one_run_stored_the_next_run_delivers(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str) -> None:
+    subscriber = await _subscriber(gateway, certs, f"{topic_root}/#")
+    offline = client_config(gateway, certs, outbox=str(tmp_path / "o.db"))
+    try:
+        first = Client(offline)  # never connects: a device that starts offline
+        for i in range(5):
+            await first.enqueue(f"{topic_root}/t", f"r{i}", qos=2 if i % 2 else 1)
+        await first.disconnect()
+        async with Client(offline) as second:  # the device restarted
+            got = await collect(subscriber.messages(), 5, timeout=20)
+            assert sorted(m.payload for m in got) == [f"r{i}".encode() for i in range(5)]
+            await eventually(lambda: second.get_stats()["outbox_stored"] == 0, 10)
+    finally:
+        await subscriber.disconnect()
+
+
+async def test_a_publish_that_times_out_stays_stored_and_is_delivered_later(
+        gateways: Any, mosquitto: Any, certs: CertificateFiles, tmp_path: Path,
+        topic_root: str) -> None:
+    gateway, theirs = await gateways(mosquitto), await gateways(mosquitto)
+    subscriber = await _subscriber(theirs, certs, f"{topic_root}/#")
+    config = client_config(gateway, certs, outbox=str(tmp_path / "o.db"),
+                           reconnect_min_delay=0.05, reconnect_max_delay=0.3)
+    try:
+        async with Client(config) as device:
+            await gateway.stop()
+            await eventually(lambda: not device.is_connected, 10)
+            with pytest.raises(OperationTimeout, match="stays in the outbox"):
+                await device.publish(f"{topic_root}/late", b"kept", qos=1, timeout=0.5)
+            assert device.get_stats()["outbox_stored"] == 1
+            await gateway.start()
+            [message] = await collect(subscriber.messages(), 1, timeout=20)
+            assert message.payload == b"kept"
+    finally:
+        await subscriber.disconnect()
+
+
+async def test_a_full_outbox_refuses_or_drops_the_oldest(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str) -> None:
+    config = client_config(gateway, certs, outbox=str(tmp_path / "o.db"), outbox_max_messages=3)
+    device = Client(config)
+    for i in range(3):
+        await device.enqueue(f"{topic_root}/t", f"{i}")
+    with pytest.raises(OutboxFull, match="outbox_max_messages=3"):
+        await device.enqueue(f"{topic_root}/t", b"one too many")
+    dropping = Client(dataclasses.replace(config, outbox=str(tmp_path / "d.db"),
+                                          outbox_drop_oldest=True))
+    for i in range(5):
+        await dropping.enqueue(f"{topic_root}/t", f"{i}")
+    stats = dropping.get_stats()
+    assert (stats["outbox_stored"], stats["outbox_dropped"]) == (3, 2)
+    with pytest.raises(ValueError, match="needs a durable outbox"):
+        await Client(client_config(gateway, certs)).enqueue("t", b"")
+    await device.disconnect()
+    await dropping.disconnect()
+
+
+def test_a_file_that_is_not_an_outbox_is_refused(gateway: Gateway, certs: CertificateFiles,
+                                                  tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n" * 100)
+    with pytest.raises(OutboxError, match="not an SQLite database"):
+        Client(client_config(gateway, certs, outbox=str(notes)))
+    assert notes.read_text() == "my notes, not a database\n" * 100
+
+
+async def test_a_rebooted_device_restores_its_subscriptions(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str) -> None:
+    # MQTT 5, persistent session, but the broker keeps it 0 s: after the "reboot" the
+    # session is gone, and the subscription comes back from the outbox file.
+    config = client_config(gateway, certs, outbox=str(tmp_path / "o.db"), protocol_version=5,
+                           clean_start=False, session_expiry_interval=0,
+                           client_id=f"reboot-{topic_root[-6:]}")
+    async with Client(config) as device:
+        assert await device.subscribe(f"{topic_root}/cmd", qos=1) == [1]
+    async with Client(config) as rebooted, Client(client_config(gateway, certs)) as sender:
+        assert not rebooted.session_present
+        await sender.publish(f"{topic_root}/cmd", b"after the reboot", qos=1)
+        [message] = await collect(rebooted.messages(), 1, timeout=10)
+        assert message.payload == b"after the reboot"
+
+
+
+DEVICE = """
+import asyncio, sys
+from mqttquic import Client, ConnectionConfig
+
+async def main(outbox, quic_port, tcp_port, ca, transport, topic, start, count):
+    client = Client(ConnectionConfig(
+        host="127.0.0.1", quic_port=int(quic_port), tcp_port=int(tcp_port), ca_file=ca,
+        server_name="localhost", transport=transport, device_id="kill9-" + topic[-6:],
+        outbox=outbox, connect_timeout=2, reconnect_min_delay=0.05, reconnect_max_delay=0.3))
+
+    async def connect() -> None:  # the device starts offline as often as not
+        while True:
+            try:
+                await client.connect()
+                return
+            except Exception:
+                await asyncio.sleep(0.1)
+
+    connecting = asyncio.ensure_future(connect())
+    for i in range(int(start), int(count)):
+        await client.enqueue(topic, str(i))
+        print(i, flush=True)  # enqueue() returned: stored
+        await asyncio.sleep(0.001)
+    await connecting
+    while client.get_stats()["outbox_stored"]:
+        await asyncio.sleep(0.05)
+    print("drained", flush=True)
+    await client.disconnect()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@TRANSPORTS
+async def test_kill_9_while_enqueueing_with_the_gateway_down_half_the_time_loses_nothing(
+        gateways: Any, mosquitto: Any, certs: CertificateFiles, tmp_path: Path,
+        topic_root: str, transport: str) -> None:
+    total = 1000
+    ours, theirs = await gateways(mosquitto), await gateways(mosquitto)
+    subscriber = await _subscriber(theirs, certs, f"{topic_root}/#")
+    received: list[bytes] = []
+
+    async def receive() -> None:
+        async for message in subscriber.messages():
+            received.append(message.payload)
+
+    async def flap(stop: asyncio.Event) -> None:  # down half the time
+        while not stop.is_set():
+            await asyncio.sleep(0.3)
+            await ours.stop()
+            await asyncio.sleep(0.3)
+            await ours.start()
+
+    def device(start: int) -> Any:
+        return asyncio.create_subprocess_exec(
+            sys.executable, "-c", DEVICE, str(tmp_path / "outbox.db"), str(ours.quic_port),
+            str(ours.tcp_port), str(certs.ca_file), transport, f"{topic_root}/t", str(start),
+            str(total), stdout=asyncio.subprocess.PIPE)
+
+    receiving = asyncio.ensure_future(receive())
+    stop = asyncio.Event()
+    flapping = asyncio.ensure_future(flap(stop))
+    try:
+        first = await device(0)
+        assert first.stdout is not None
+        last = -1
+        while last < total // 2:  # kill -9 halfway through
+            line = await asyncio.wait_for(first.stdout.readline(), 30)
+            last = int(line)
+        first.kill()
+        await first.wait()
+        second = await device(last + 1)  # restarted: goes on where the first stopped
+        assert second.stdout is not None
+        while (line := await asyncio.wait_for(second.stdout.readline(), 60)) != b"drained\n":
+            assert line, "the restarted device ended before draining its outbox"
+        stop.set()
+        await flapping
+        await second.wait()
+        expected = {str(i).encode() for i in range(total)}
+        await eventually(lambda: expected <= set(received), 30,
+                         what="every message at least once")
+        duplicates = len(received) - len(set(received))
+        print(f"{transport}: {total} messages, {duplicates} duplicates, 0 lost")
+    finally:
+        stop.set()
+        await asyncio.gather(flapping, return_exceptions=True)
+        receiving.cancel()
+        await subscriber.disconnect()
