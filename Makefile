@@ -69,6 +69,7 @@ bench: build dev mosquitto
 	$(BIN)/python bench/connect_times.py --delay-ms 25
 	$(BIN)/python bench/device_cost.py
 	$(BIN)/python bench/gateway_capacity.py
+	$(BIN)/python bench/outbox_cost.py
 	@# Network namespaces and TUN need root: the script says so and skips otherwise.
 	$(BIN)/python bench/network.py
 	$(BIN)/python -m pytest -q bench --benchmark-only --benchmark-columns=ops,mean

@@ -9,8 +9,11 @@ delivery task sends what is stored, oldest first, one message at a time (so each
 topic's order holds), whenever the client is connected; it starts with the client and
 after a restart sends what an earlier run left.
 
-File I/O runs in a worker thread (``asyncio.to_thread``): a commit with
-``outbox_sync="full"`` is an fsync.
+File I/O runs in a worker thread (``asyncio.to_thread``), batched: the messages stored
+and the acknowledgements that arrive while a write is under way go into the next
+write, one transaction (one fsync with ``outbox_sync="full"``) for all of them. A
+message is on disk before it is sent; its removal may trail its PUBACK by a write, and
+a crash in between sends it once more (at least once).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ._aio import within
 from .changes import ChangeFeed
 from .config import ConnectionConfig
 from .errors import MQTTQUICError, OperationTimeout, PublishFailed
-from .outbox import Outbox, StoredMessage
+from .outbox import Outbox, OutboxError, OutboxFull, StoredMessage
 
 __all__ = ["StoreAndForward"]
 
@@ -50,6 +53,10 @@ class StoreAndForward:
         self._logger = logger
         self._wake = asyncio.Event()
         self._in_hand: set[int] = set()  # stored ids that publish() is sending itself
+        self._acked: set[int] = set()  # acknowledged, their removal not yet written
+        self._adds: list[tuple[Any, asyncio.Future[int]]] = []
+        self._removes: list[int] = []
+        self._writing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.sent = 0  # delivered from the outbox and acknowledged
         self.failed = 0  # refused by the broker for good (PublishFailed), logged
@@ -59,8 +66,7 @@ class StoreAndForward:
     async def store(self, topic: str, payload: bytes, qos: int, retain: bool,
                     properties: dict[str, Any] | None) -> int:
         """Write the message (durably, as outbox_sync says); the delivery task sends it."""
-        message_id = await asyncio.to_thread(self.outbox.add, topic, payload, qos, retain,
-                                             properties)
+        message_id = await self._write(topic, payload, qos, retain, properties)
         self._wake.set()
         return message_id
 
@@ -68,19 +74,20 @@ class StoreAndForward:
                       properties: dict[str, Any] | None, timeout: float) -> None:
         """``Client.publish()`` with an outbox: stored, sent, removed when acknowledged.
         Past ``timeout`` the message stays stored and OperationTimeout says so."""
-        message_id = await asyncio.to_thread(self.outbox.add, topic, payload, qos, retain,
-                                             properties)
+        message_id = await self._write(topic, payload, qos, retain, properties)
         self._in_hand.add(message_id)
         try:
             await within(self._send(topic, payload, qos, retain, properties), timeout,
                          f"publish to {topic!r} (QoS {qos})")
-        except OperationTimeout as exc:
-            raise OperationTimeout(f"{exc}; it stays in the outbox ({self.config.outbox}) and"
-                                   " is delivered when the connection allows") from None
-        finally:
+        except BaseException as exc:
             self._in_hand.discard(message_id)
             self._wake.set()  # not acknowledged: the delivery task takes it over
-        await asyncio.to_thread(self.outbox.remove, message_id)
+            if isinstance(exc, OperationTimeout):
+                raise OperationTimeout(f"{exc}; it stays in the outbox ({self.config.outbox})"
+                                       " and is delivered when the connection allows") from None
+            raise
+        self._in_hand.discard(message_id)
+        self._acknowledged(message_id)
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -97,6 +104,7 @@ class StoreAndForward:
 
     def stats(self) -> dict[str, int]:
         stored, stored_bytes = self.outbox.stored()
+        stored -= len(self._acked)  # acknowledged: gone with the next write
         return {"outbox_stored": stored, "outbox_bytes": stored_bytes, "outbox_sent": self.sent,
                 "outbox_dropped": self.outbox.dropped, "outbox_failed": self.failed}
 
@@ -106,7 +114,7 @@ class StoreAndForward:
         while True:
             self._wake.clear()
             batch = [m for m in await asyncio.to_thread(self.outbox.pending)
-                     if m.id not in self._in_hand]
+                     if m.id not in self._in_hand and m.id not in self._acked]
             if not batch:
                 await self._wake.wait()
                 continue
@@ -134,5 +142,50 @@ class StoreAndForward:
             return False
         else:
             self.sent += 1
-        await asyncio.to_thread(self.outbox.remove, message.id)
+        self._acknowledged(message.id)
         return True
+
+    # --- batched writes -----------------------------------------------------------------------
+
+    async def _write(self, *message: Any) -> int:
+        """Store one message in the next batched write; its id once it is on disk."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._adds.append((message, done))
+        self._kick()
+        return await done
+
+    def _acknowledged(self, message_id: int) -> None:
+        self._acked.add(message_id)
+        self._removes.append(message_id)
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_batches())
+
+    async def _write_batches(self) -> None:
+        try:
+            while self._adds or self._removes:
+                adds, self._adds = self._adds, []
+                removes, self._removes = self._removes, []
+                try:
+                    results = await asyncio.to_thread(self.outbox.write,
+                                                      [message for message, _ in adds], removes)
+                except Exception as exc:  # noqa: BLE001 - each waiting store() gets it
+                    failed: BaseException = OutboxError(f"outbox {self.config.outbox}: {exc}")
+                    for _, done in adds:
+                        if not done.done():
+                            done.set_exception(failed)
+                    self._logger.error("outbox write failed: %s", exc)
+                    self._removes[:0] = removes  # tried again with the next write
+                    return
+                self._acked.difference_update(removes)
+                for (_, done), result in zip(adds, results):
+                    if done.done():
+                        continue
+                    if isinstance(result, OutboxFull):
+                        done.set_exception(result)
+                    else:
+                        done.set_result(result)
+        finally:
+            self._writing = None

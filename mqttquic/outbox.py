@@ -136,28 +136,52 @@ class Outbox:
         """Store a message (durably, as ``sync`` says) and return its id. OutboxFull
         when it does not fit, unless ``drop_oldest`` makes room (counted in
         ``dropped``)."""
-        if qos not in (1, 2):
-            raise ValueError("the outbox keeps QoS 1 and 2 messages only")
-        props = json.dumps(properties) if properties else None
+        [result] = self.write([(topic, payload, qos, retain, properties)], [])
+        if isinstance(result, OutboxFull):
+            raise result
+        return result
+
+    def write(self, adds: list[tuple[str, bytes, int, bool, dict[str, Any] | None]],
+              removes: list[int]) -> list[int | OutboxFull]:
+        """Remove the acknowledged ``removes`` and store ``adds``, in one transaction
+        (one commit, one fsync with sync "full", for many messages): for each add its id,
+        or the OutboxFull it met."""
+        for add in adds:
+            if add[2] not in (1, 2):
+                raise ValueError("the outbox keeps QoS 1 and 2 messages only")
+        results: list[int | OutboxFull] = []
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in removes])
             count, size = self._db.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages").fetchone()
-            while count >= self.max_messages or size + len(payload) > self.max_bytes:
-                if not self.drop_oldest or not count:
-                    raise OutboxFull(
-                        f"the outbox holds {count} messages, {size} bytes (outbox_max_messages="
-                        f"{self.max_messages}, outbox_max_bytes={self.max_bytes})")
-                oldest_id, oldest_size = self._db.execute(
-                    "SELECT id, length(payload) FROM messages ORDER BY id LIMIT 1").fetchone()
-                self._db.execute("DELETE FROM messages WHERE id = ?", (oldest_id,))
-                self.dropped += 1
-                count, size = count - 1, size - oldest_size
-            cursor = self._db.execute(
-                "INSERT INTO messages (topic, payload, qos, retain, properties, stored_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", (topic, payload, qos, int(retain), props, time.time()))
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            for topic, payload, qos, retain, properties in adds:
+                count, size, full = self._make_room(count, size, len(payload))
+                if full is not None:
+                    results.append(full)
+                    continue
+                cursor = self._db.execute(
+                    "INSERT INTO messages (topic, payload, qos, retain, properties, stored_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", (topic, payload, qos, int(retain),
+                                                   json.dumps(properties) if properties else None,
+                                                   time.time()))
+                assert cursor.lastrowid is not None
+                results.append(cursor.lastrowid)
+                count, size = count + 1, size + len(payload)
+        return results
+
+    def _make_room(self, count: int, size: int, needed: int) -> tuple[int, int, OutboxFull | None]:
+        while count >= self.max_messages or size + needed > self.max_bytes:
+            if not self.drop_oldest or not count:
+                return count, size, OutboxFull(
+                    f"the outbox holds {count} messages, {size} bytes (outbox_max_messages="
+                    f"{self.max_messages}, outbox_max_bytes={self.max_bytes})")
+            oldest_id, oldest_size = self._db.execute(
+                "SELECT id, length(payload) FROM messages ORDER BY id LIMIT 1").fetchone()
+            self._db.execute("DELETE FROM messages WHERE id = ?", (oldest_id,))
+            self.dropped += 1
+            count, size = count - 1, size - oldest_size
+        return count, size, None
 
     def remove(self, message_id: int) -> None:
         """The broker acknowledged the message: forget it."""
