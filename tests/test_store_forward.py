@@ -50,7 +50,10 @@ async def test_enqueued_while_offline_is_delivered_when_the_gateway_returns(
             got = await collect(subscriber.messages(), 20, timeout=30)
             assert [m.payload for m in got] == [f"m{i}".encode() for i in range(20)]  # in order
             await eventually(lambda: device.get_stats()["outbox_stored"] == 0, 10)
-            assert device.get_stats()["outbox_sent"] == 20
+            # A message cut off max_publish_attempts times counts as failed, though a
+            # copy may have reached the broker before its connection went.
+            stats = device.get_stats()
+            assert stats["outbox_sent"] + stats["outbox_failed"] == 20, stats
     finally:
         await subscriber.disconnect()
 

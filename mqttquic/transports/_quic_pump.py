@@ -53,6 +53,8 @@ class QuicPump(ProbeCarriesData, Transport):
                                persistent=not config.clean_start)
         self.in_flight = InFlight()
         self._connack: asyncio.Future[ev.Event] = self._loop.create_future()
+        # early_publish: CONNECT is in flight and the CONNACK is still to come.
+        self.provisional = False
         self._pong: asyncio.Future[None] | None = None
         self._mqtt_timer: asyncio.TimerHandle | None = None
         self._closing = False
@@ -229,6 +231,9 @@ class QuicPump(ProbeCarriesData, Transport):
         elif isinstance(event, (ev.Connected, ev.ConnectFailed)):
             if not self._connack.done():
                 self._connack.set_result(event)
+            if isinstance(event, ev.Connected):  # early publish: no longer provisional
+                self.provisional = False
+                self.session_present = event.session_present
         elif isinstance(event, ev.PongReceived):
             if self._pong is not None and not self._pong.done():
                 self._pong.set_result(None)

@@ -71,8 +71,6 @@ class QuicTransport(QuicPump):
         # Session tickets are kept (0-RTT): disconnect() waits briefly for the next one.
         self.wants_ticket = False
         self.ticket_received = asyncio.Event()
-        # early_publish: CONNECT is in flight and the CONNACK is still to come.
-        self.provisional = False
         self._settling: asyncio.Task[None] | None = None
 
     @property
@@ -80,18 +78,20 @@ class QuicTransport(QuicPump):
         return self.is_connected or (self.provisional and not self._lost and not self._closing)
 
     async def _after_connack(self) -> None:
-        """Before a request that must not ride in 0-RTT data: wait for the CONNACK
-        (the caller's deadline bounds it); ConnectionRefused or ConnectError if it
-        never comes."""
-        if self.provisional:
-            await asyncio.shield(self._connack)
-            self._require_session()
+        """Before a request that must not ride in 0-RTT data: wait until the CONNACK has
+        been checked (the caller's deadline bounds it); ConnectionRefused or
+        ConnectError when the connection ended instead."""
+        if self.provisional and self._settling is not None:
+            await asyncio.shield(self._settling)
+            if self._lost_cause is not None:
+                raise self._lost_cause
+        self._require_session()
 
     def settle(self, where: str, started: float) -> None:
         """early_publish: the CONNACK is awaited in the background (``connect_quic``
         returned with CONNECT in flight). A refusal, a timeout or a port that refuses
         UDP ends the connection; what waits on it fails with that cause."""
-        self.provisional = True
+        self.provisional = not self._connack.done()  # a CONNACK may have come already
         self._settling = asyncio.ensure_future(self._settle(where, started))
 
     async def _settle(self, where: str, started: float) -> None:
@@ -102,9 +102,7 @@ class QuicTransport(QuicPump):
                            return_when=asyncio.FIRST_COMPLETED)
         result = self._connack.result() if self._connack.done() and not self._connack.exception() else None
         if isinstance(result, ev.Connected):
-            self.provisional = False
             self.connect_time = time.monotonic() - started
-            self.session_present = result.session_present
             logger.info("CONNACK over QUIC from %s %.1f ms after connecting (early publish)",
                         where, self.connect_time * 1000)
             return
