@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from aioquic.asyncio.client import connect as quic_connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -55,6 +55,7 @@ logger = logging.getLogger("mqttquic.quic")
 STREAM_CREDIT_WAIT = 5.0
 
 EarlyMessage = tuple[str, bytes, bool, "dict[str, Any] | None"]
+T = TypeVar("T")
 
 
 class QuicTransport(QuicPump):
@@ -450,10 +451,20 @@ class _Dial:
     async def connack(self, connect: Connect, adopt: Carry | None,
                       early: list[EarlyMessage]) -> tuple[QuicTransport, ev.Event]:
         """The connection and its CONNACK event, within the connect timeout."""
+        return await self._bounded(self._unless_refused(connect, adopt, early))
+
+    async def in_flight(self, connect: Connect, adopt: Carry | None,
+                        early: list[EarlyMessage]) -> QuicTransport:
+        """The connection with CONNECT queued in its 0-RTT flight (no waiting: with a
+        ticket, aioquic does not wait for the handshake)."""
+        return await self._bounded(self._send_connect(connect, adopt, early))
+
+    async def _bounded(self, step: Awaitable[T]) -> T:
+        """``step`` within the connect timeout; its failures as ConnectError, with the
+        half-open connection dropped."""
         config = self.config
         try:
-            return await asyncio.wait_for(self._unless_refused(connect, adopt, early),
-                                          config.connect_timeout)
+            return await asyncio.wait_for(step, config.connect_timeout)
         except asyncio.CancelledError:
             # Lost a race (the TCP+TLS fallback won): drop the half-open connection.
             if self.protocol is not None:
@@ -471,17 +482,6 @@ class _Dial:
             await self._abandon()
             raise
         except OSError as exc:
-            await self._abandon()
-            raise ConnectError(f"QUIC connect to {self.where} failed: {exc}") from exc
-
-    async def in_flight(self, connect: Connect, adopt: Carry | None,
-                        early: list[EarlyMessage]) -> QuicTransport:
-        """The connection with CONNECT queued in its 0-RTT flight (no waiting: with a
-        ticket, aioquic does not wait for the handshake)."""
-        try:
-            return await asyncio.wait_for(self._send_connect(connect, adopt, early),
-                                          self.config.connect_timeout)
-        except (OSError, ConnectionError) as exc:
             await self._abandon()
             raise ConnectError(f"QUIC connect to {self.where} failed: {exc}") from exc
 
