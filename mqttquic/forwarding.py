@@ -99,9 +99,6 @@ class StoreAndForward:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    def close(self) -> None:
-        self.outbox.close()
-
     def stats(self) -> dict[str, int]:
         stored, stored_bytes = self.outbox.stored()
         stored -= len(self._acked)  # acknowledged: gone with the next write

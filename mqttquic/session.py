@@ -194,8 +194,7 @@ class _SessionState:
             logger.warning("no PINGRESP %.1f s after PINGREQ: connection is dead", waited)
             self._close(ev.KeepaliveTimeout(waited))
             return
-        self._send(CONTROL, Pingreq(), now)
-        self.keepalive.ping_sent_at = now
+        self._ping(now)
 
     def ping(self, now: float) -> None:
         """Send a PINGREQ now, unless one waits for its PINGRESP already: the PongReceived
@@ -203,8 +202,7 @@ class _SessionState:
         session as the keepalive's would (KeepaliveTimeout after ``ping_timeout``)."""
         self._check_open()
         if self.state == "connected" and self.keepalive.ping_sent_at is None:
-            self._send(CONTROL, Pingreq(), now)
-            self.keepalive.ping_sent_at = now
+            self._ping(now)
 
     def acknowledge(self, channel: int, packet_id: int, now: float = 0.0) -> None:
         """The application took the QoS 1/2 message ``packet_id`` of ``channel``: send its
@@ -242,6 +240,10 @@ class _SessionState:
         self._out.append((channel, data))
         if channel == CONTROL:
             self.keepalive.last_sent = now
+
+    def _ping(self, now: float) -> None:
+        self._send(CONTROL, Pingreq(), now)
+        self.keepalive.ping_sent_at = now
 
     def _close(self, event: ev.Event) -> None:
         self.state = "closed"
