@@ -149,7 +149,20 @@ class Client:
             await self._connect_with("tcp")
         return True
 
-    async def _connect_with(self, transport: str | None) -> Transport:
+    def start(self) -> None:
+        """Connect in the background, for a device that may start offline: returns at
+        once; attempts follow (the first at once, then with the reconnect backoff) until
+        one connects, and the connection is kept as after ``connect()``.
+
+        Meanwhile ``publish()`` waits for the connection (within its timeout),
+        ``enqueue()`` stores, ``subscribe()`` waits; ``wait_connected()``,
+        ``on_connect`` and ``connection_changes()`` tell when it is up. A final refusal
+        (bad credentials) fails the client as a reconnect's would; ``disconnect()``
+        stops the attempts. ``connect()`` meanwhile waits for this connection."""
+        self._reopen()
+        self._connector.start()
+
+    def _reopen(self) -> None:
         """A connect the user asked for: the client is open again."""
         if self._connector.policy.is_closed:
             # A client connected again after disconnect(): new messages() iterators must not
@@ -157,8 +170,12 @@ class Client:
             self._queue.reopen()
         if self._forward is not None:
             self._forward.start()  # sends what is stored, whenever connected
+
+    async def _connect_with(self, transport: str | None) -> Transport:
+        self._reopen()
+        started = self._connector.connecting_in_background  # restores them itself
         connected = await self._connector.connect(transport)
-        if self._forward is not None:  # a rebooted device's stored subscriptions
+        if self._forward is not None and not started:  # a rebooted device's stored subscriptions
             await self._connector.restore_subscriptions(connected)
         return connected
 

@@ -95,7 +95,10 @@ class Connector:
 
     async def connect(self, transport: str | None = None) -> Transport:
         """Open a connection: ``transport`` "quic", "tcp", or None for ``config.transport``.
-        The time to CONNACK is measured from after the transports are imported."""
+        The time to CONNACK is measured from after the transports are imported. While
+        start() connects in the background, wait for that (``connect_timeout``)."""
+        if self.connecting_in_background:
+            return await self._started_connection()
         self.policy.open()
         await self.dialer.load_transports()
         started = time.monotonic()
@@ -107,6 +110,30 @@ class Connector:
             opened = await self.dialer.open()
         self._attach(opened, time.monotonic() - started, reconnected=False)
         return opened
+
+    @property
+    def connecting_in_background(self) -> bool:
+        """start() is making the client's first connection."""
+        return self._reconnecting is not None and self.policy.started and not self.is_connected
+
+    def start(self) -> None:
+        """Connect in the background: attempts at once and then after the backoff, as
+        reconnects, until one connects (a final refusal fails the client, close()
+        stops them)."""
+        if self.is_connected or self._reconnecting is not None:
+            return
+        self.policy.start()
+        self._reconnecting = asyncio.ensure_future(self._reconnect(first=True))
+
+    async def _started_connection(self) -> Transport:
+        try:
+            await asyncio.wait_for(self._up.wait(), self.config.connect_timeout)
+        except TimeoutError:
+            raise ConnectError(f"not connected within {self.config.connect_timeout:g} s;"
+                               " start() goes on trying in the background") from None
+        if self.transport is None or not self.is_connected:
+            raise ConnectError(f"connecting failed: {self.policy.fatal or 'the client closed'}")
+        return self.transport
 
     async def close(self, reason_code: int = 0, properties: dict[str, Any] | None = None) -> None:
         """Send DISCONNECT (with ``reason_code`` and ``properties``, MQTT 5) and close;
@@ -252,14 +279,19 @@ class Connector:
         self._up.set()
         self._on_failed(exc)
 
-    async def _reconnect(self) -> None:
+    async def _reconnect(self, first: bool = False) -> None:
+        """Attempts until one connects. ``first``: the client's first connection
+        (start()), whose first attempt comes at once."""
         policy = self.policy
         attempt = 0
         try:
+            if first:
+                await self.dialer.load_transports()
             while policy.state is State.RECONNECTING:
                 # The backoff outlives this loop: connections that die right after
                 # CONNACK keep it growing (policy.Backoff).
-                await asyncio.sleep(policy.next_delay(time.monotonic()))
+                if not (first and attempt == 0):
+                    await asyncio.sleep(policy.next_delay(time.monotonic()))
                 attempt += 1
                 started = time.monotonic()
                 timeout = policy.attempt_timeout(self.config.connect_timeout, attempt - 1)
@@ -271,13 +303,15 @@ class Connector:
                             self.logger.error("reconnect refused for good: %s", exc)
                             self._fail(exc)
                         return
-                    self.logger.warning("reconnect attempt %d failed: %s", attempt, exc)
+                    self.logger.warning("%s attempt %d failed: %s",
+                                        "connect" if first else "reconnect", attempt, exc)
                     continue
                 if policy.state is not State.RECONNECTING:  # closed meanwhile
                     await transport.disconnect()
                     return
-                self._attach(transport, time.monotonic() - started, reconnected=True)
-                self.logger.info("reconnected over %s after %d attempt(s)",
+                self._attach(transport, time.monotonic() - started, reconnected=not first)
+                self.logger.info("%s over %s after %d attempt(s)",
+                                 "connected" if first else "reconnected",
                                  transport.transport_type.value, attempt)
                 await self.restore_subscriptions(transport)
                 return

@@ -159,6 +159,7 @@ class ConnectionPolicy:
     States (``State``)::
 
         idle --open()--> connecting --connected()--> connected
+        idle --start()--> reconnecting (the first connection, made in the background)
         connected --lost()--> reconnecting --connected()--> connected
         connected --handover_started()--> handover --connected()/lost()--> ...
         any --close()--> closed            any --fail()--> failed
@@ -179,6 +180,9 @@ class ConnectionPolicy:
         self.state = State.IDLE
         self.fatal: BaseException | None = None
         self.ever_connected = False
+        # start(): the first connection is made in the background, attempt after
+        # attempt, and requests wait for it as they wait for a reconnect.
+        self.started = False
         self.offline_waiting = 0
         # Until when (monotonic seconds) reconnect attempts come at least every
         # FAST_RETRY_CAP seconds: set by the loss of a connection that had lasted.
@@ -198,6 +202,15 @@ class ConnectionPolicy:
         """The user asks to connect (again, after close() or a failure)."""
         self.state = State.CONNECTING
         self.fatal = None
+        self.started = False
+
+    def start(self) -> None:
+        """The user asks to connect in the background (a device that may start
+        offline): attempts follow the backoff until one connects, as a reconnect's do;
+        the first comes at once."""
+        self.state = State.RECONNECTING
+        self.fatal = None
+        self.started = True
 
     def connected(self, now: float) -> None:
         self.state = State.CONNECTED
@@ -281,13 +294,14 @@ class ConnectionPolicy:
 
     def why_not_wait(self) -> NoWait | None:
         """Why a request may not wait for the connection to come back, or None.
-        NOT_CONNECTED: never connected, or no reconnect; QUEUE_FULL:
+        NOT_CONNECTED: never connected (nor started in the background), or no
+        reconnect; QUEUE_FULL:
         ``max_offline_waiting`` requests wait already."""
         if self.state is State.FAILED:
             return NoWait.FAILED
         if self.state is State.CLOSED:
             return NoWait.CLOSED
-        if not (self.reconnect and self.ever_connected):
+        if not (self.reconnect if self.ever_connected else self.started):
             return NoWait.NOT_CONNECTED
         if self.offline_waiting >= self.max_offline_waiting:
             return NoWait.QUEUE_FULL

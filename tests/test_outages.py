@@ -10,6 +10,7 @@ import logging
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,9 +18,10 @@ from mqttquic.brokers import free_port
 from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
 from mqttquic.config import ConnectionConfig
-from mqttquic.errors import ConnectError
+from mqttquic.errors import ConnectError, ConnectionRefused
 
 from .brokers import Mosquitto
+from .conftest import client_config
 from .test_reliability import gateway_process
 from .waits import eventually
 
@@ -73,3 +75,65 @@ async def test_a_gateway_outage_is_retried_at_the_backoffs_cadence_not_the_timeo
     finally:
         gateway.kill()
         gateway.wait()
+
+
+async def test_start_connects_in_the_background_once_the_gateway_is_up(
+        mosquitto: Mosquitto, certs: CertificateFiles, tmp_path: Path) -> None:
+    # A device that starts offline: start() returns at once, requests wait, and the
+    # client connects when the gateway is there (before: connect() raised, and the app
+    # had to loop around it).
+    quic_port, tcp_port = free_port(socket.SOCK_DGRAM), free_port()
+    config = ConnectionConfig(host="127.0.0.1", quic_port=quic_port, tcp_port=tcp_port,
+                              ca_file=str(certs.ca_file), server_name="localhost",
+                              session_ticket_file=str(tmp_path / "t"), connect_timeout=10.0,
+                              reconnect_min_delay=0.05, reconnect_max_delay=0.5)
+    client = Client(config)
+    changes: list[str] = []
+    client.on_connect = lambda change: changes.append(change.state)
+    gateway = None
+    try:
+        client.start()
+        assert not client.is_connected
+        publishing = asyncio.ensure_future(client.publish("t/started", b"x", qos=1, timeout=20))
+        connecting = asyncio.ensure_future(client.connect())  # waits for start()'s connection
+        await asyncio.sleep(1.0)  # attempts refused at once, one after another
+        assert not publishing.done() and not connecting.done()
+        gateway = gateway_process(mosquitto, certs, quic_port, tcp_port, "--reset-key-file",
+                                  str(tmp_path / "reset.key"))
+        await asyncio.wait_for(asyncio.gather(publishing, connecting), 15)
+        change = await client.wait_connected(1)
+        assert change.state == "connected" and not change.reconnected
+        assert changes == ["connected"]
+        assert client.get_stats()["transport"] == "quic"
+    finally:
+        await client.disconnect()
+        if gateway is not None:
+            gateway.kill()
+            gateway.wait()
+
+
+async def test_start_with_a_final_refusal_fails_the_client(
+        gateways: Any, mosquitto_auth: Mosquitto, certs: CertificateFiles) -> None:
+    gateway = await gateways(mosquitto_auth)
+    client = Client(client_config(gateway, certs, username="device", password="wrong",
+                                  reconnect_min_delay=0.05))
+    client.start()
+    with pytest.raises(ConnectionRefused):
+        await client.wait_connected(10)
+    with pytest.raises(ConnectError, match="failed for good"):
+        await client.publish("t/refused", b"x", qos=1, timeout=5)
+    await client.disconnect()
+
+
+async def test_disconnect_stops_what_start_began(tmp_path: Path) -> None:
+    config = ConnectionConfig(host="127.0.0.1", quic_port=free_port(socket.SOCK_DGRAM),
+                              tcp_port=free_port(), insecure=True,
+                              session_ticket_file=str(tmp_path / "t"), reconnect_min_delay=0.05)
+    client = Client(config)
+    client.start()
+    waiting = asyncio.ensure_future(client.publish("t/never", b"x", qos=1, timeout=30))
+    await asyncio.sleep(0.5)
+    await client.disconnect()
+    with pytest.raises(ConnectError, match="disconnected"):
+        await asyncio.wait_for(waiting, 5)
+    assert not client._connector.connecting_in_background

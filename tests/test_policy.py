@@ -86,6 +86,21 @@ def _policy(reconnect: bool = True, version: int = 4, max_offline: int = 2) -> C
                             backoff=Backoff(0.5, 30.0, rng=lambda: 1.0))
 
 
+def test_start_makes_the_first_connection_as_a_reconnect_and_requests_wait_for_it() -> None:
+    policy = _policy(reconnect=False)
+    policy.start()
+    assert policy.state is State.RECONNECTING
+    assert policy.why_not_wait() is None  # publishes wait for the first connection
+    assert policy.attempt_failed(ConnectError("refused at once"))  # tried again
+    assert not policy.attempt_failed(ConnectionRefused(4, "Bad user name or password"))
+    assert policy.why_not_wait() is NoWait.FAILED
+    policy.start()
+    policy.connected(0.0)
+    assert policy.lost(1.0) is Loss.FAIL  # reconnect=False holds once connected
+    policy.open()
+    assert not policy.started and policy.why_not_wait() is NoWait.NOT_CONNECTED
+
+
 def test_a_loss_reconnects_and_later_losses_during_it_are_ignored() -> None:
     policy = _policy()
     assert policy.why_not_wait() is NoWait.NOT_CONNECTED  # never connected: nothing to wait for

@@ -152,20 +152,11 @@ async def main(outbox, quic_port, tcp_port, ca, transport, topic, start, count):
         server_name="localhost", transport=transport, device_id="kill9-" + topic[-6:],
         outbox=outbox, connect_timeout=2, reconnect_min_delay=0.05, reconnect_max_delay=0.3))
 
-    async def connect() -> None:  # the device starts offline as often as not
-        while True:
-            try:
-                await client.connect()
-                return
-            except Exception:
-                await asyncio.sleep(0.1)
-
-    connecting = asyncio.ensure_future(connect())
+    client.start()  # the device starts offline as often as not: connects when it can
     for i in range(int(start), int(count)):
         await client.enqueue(topic, str(i))
         print(i, flush=True)  # enqueue() returned: stored
         await asyncio.sleep(0.001)
-    await connecting
     while client.get_stats()["outbox_stored"]:
         await asyncio.sleep(0.05)
     print("drained", flush=True)
