@@ -17,7 +17,7 @@ from typing import Any
 from .codec import Puback, Pubcomp, Publish, Pubrec, Pubrel, StreamDecoder
 from .errors import MQTTQUICError
 
-__all__ = ["Channel", "Keepalive", "NoPacketIds", "SendWindow"]
+__all__ = ["Channel", "Keepalive", "NoPacketIds", "PacketIdInUse", "SendWindow"]
 
 logger = logging.getLogger("mqttquic.session")
 
@@ -28,11 +28,16 @@ class NoPacketIds(MQTTQUICError):
     """All 65,535 packet identifiers of a channel are in use."""
 
 
+class PacketIdInUse(MQTTQUICError):
+    """The packet identifier asked for (a stored message's own) is in use on the
+    channel now: try again once its flow is done."""
+
+
 class Channel:
     """Packet identifiers and flows of one channel."""
 
     __slots__ = ("decoder", "last_id", "outgoing", "incoming_qos2", "unacknowledged", "requests",
-                 "aliases")
+                 "aliases", "held")
 
     def __init__(self, protocol_version: int, max_packet_size: int) -> None:
         self.decoder = StreamDecoder(protocol_version, max_packet_size)
@@ -45,6 +50,9 @@ class Channel:
         # packet id -> "subscribe" / "unsubscribe"
         self.requests: dict[int, str] = {}
         self.aliases: dict[int, str] = {}
+        # QoS 2 publishes whose PUBREL waits for release() after PUBREC (a stored
+        # message: the outbox records the PUBREC first, so a restart sends PUBREL).
+        self.held: set[int] = set()
 
     def allocate_id(self) -> int:
         candidate = self.last_id
@@ -55,11 +63,18 @@ class Channel:
                 return candidate
         raise NoPacketIds("all 65535 packet identifiers of this channel are in use")
 
+    def claim_id(self, packet_id: int) -> int:
+        """``packet_id`` itself (a stored message keeps its own), or PacketIdInUse."""
+        if packet_id in self.outgoing or packet_id in self.requests:
+            raise PacketIdInUse(f"packet identifier {packet_id} is in use on this channel")
+        return packet_id
+
     def adopt(self, old: Channel) -> None:
         """Continue the flows of ``old`` (the same channel of the previous connection of
         a persistent session): what we sent, and the QoS 2 deliveries already seen."""
         self.outgoing = dict(old.outgoing)
         self.incoming_qos2 = set(old.incoming_qos2)
+        self.held = set(old.held)
         self.last_id = old.last_id
 
     def resume(self, session_present: bool) -> tuple[list[int], list[Publish | Pubrel]]:

@@ -12,25 +12,46 @@ of being copied between tables.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .session import Session
 
-__all__ = ["Carry", "InFlight", "Key"]
+__all__ = ["Carry", "InFlight", "Key", "StoredFlow", "release_when_recorded"]
 
 # (channel, packet id): a QUIC stream id, or 0 for TCP's only channel.
 Key = tuple[int, int]
 
 
-class InFlight:
-    """Futures waiting for acknowledgements, by ``(channel, packet id)``."""
+@dataclass(slots=True)
+class StoredFlow:
+    """How a message from the outbox is sent (``forwarding.StoreAndForward``).
 
-    __slots__ = ("_futures",)
+    ``packet_id``: its own, kept on a persistent session's control channel (a QUIC
+    data stream numbers its own); ``dup``: an earlier run may have sent it;
+    ``released``: its PUBREC came (QoS 2, recorded by ``received``), so the broker
+    owns it and PUBREL, not PUBLISH, goes again; ``received``: called when its PUBREC
+    comes, to record that before PUBREL goes (a restart or reconnect in between then
+    sends PUBREL, and the broker, which forgets the message at PUBREL, does not take it
+    twice). Mutable: a publish sent again after a cut-off sees what happened."""
+
+    packet_id: int
+    dup: bool = False
+    released: bool = False
+    received: Callable[[], Awaitable[None]] | None = None
+
+
+class InFlight:
+    """Futures waiting for acknowledgements, by ``(channel, packet id)``, and the
+    PUBREC callbacks of stored QoS 2 flows (``StoredFlow.received``)."""
+
+    __slots__ = ("_futures", "received")
 
     def __init__(self) -> None:
         self._futures: dict[Key, asyncio.Future[Any]] = {}
+        self.received: dict[Key, Callable[[], Awaitable[None]]] = {}
 
     def __len__(self) -> int:
         return len(self._futures)
@@ -46,6 +67,7 @@ class InFlight:
 
     def resolve(self, channel: int, packet_id: int, value: Any) -> None:
         """The acknowledgement came: its reason code(s) to the waiter, if any waits."""
+        self.received.pop((channel, packet_id), None)
         future = self._futures.pop((channel, packet_id), None)
         if future is not None and not future.done():
             future.set_result(value)
@@ -54,6 +76,7 @@ class InFlight:
         """``channel`` ended: its waiters get ``exc``; how many there were."""
         keys = [key for key in self._futures if key[0] == channel]
         for key in keys:
+            self.received.pop(key, None)
             _fail(self._futures.pop(key), exc)
         return len(keys)
 
@@ -61,6 +84,7 @@ class InFlight:
         """The connection ended: every waiter gets ``exc``, except those ``keep`` names,
         which stay filed for the session's next connection."""
         for key in [key for key in self._futures if not keep(key)]:
+            self.received.pop(key, None)
             _fail(self._futures.pop(key), exc)
 
 
@@ -80,3 +104,31 @@ class Carry:
     def drop(self, exc: BaseException) -> None:
         """The flows cannot continue (the session ended, or moved to TCP+TLS)."""
         self.in_flight.fail(exc)
+
+
+_releasing: set[asyncio.Task[None]] = set()  # kept until done (the loop holds tasks weakly)
+
+
+def release_when_recorded(in_flight: InFlight, channel: int, packet_id: int,
+                          release: Callable[[], None], logger: logging.Logger) -> None:
+    """PUBREC came for a stored QoS 2 flow: ``release()`` (send PUBREL) once its
+    ``StoredFlow.received`` has recorded it; at once for a flow with none. When the
+    record fails, PUBREL is not sent: the next connection sends the PUBLISH again
+    (DUP), the broker answers PUBREC again, and the record is tried again."""
+    received = in_flight.received.get((channel, packet_id))
+    if received is None:
+        release()
+        return
+
+    async def record_then_release() -> None:
+        try:
+            await received()
+        except Exception as exc:  # noqa: BLE001 - logged; the flow resumes later
+            logger.error("recording the PUBREC of packet %d failed (%s): PUBREL waits for"
+                         " the next connection", packet_id, exc)
+            return
+        release()
+
+    task = asyncio.ensure_future(record_then_release())
+    _releasing.add(task)
+    task.add_done_callback(_releasing.discard)

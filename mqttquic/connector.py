@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._aio import within
+from ._inflight import StoredFlow
 from .codec import Subscription, Will
 from .config import ConnectionConfig, TransportType
 from .dialer import Dialer
@@ -214,7 +215,7 @@ class Connector:
             self._probing = asyncio.ensure_future(self._probe_quic())
 
     async def publish(self, topic: str, data: bytes, qos: int, retain: bool,
-                      properties: dict[str, Any] | None) -> None:
+                      properties: dict[str, Any] | None, flow: StoredFlow | None = None) -> None:
         """Publish on the current connection; while reconnecting, wait for the next one.
         A publish cut off with its connection (or QUIC stream) is sent again, up to
         ``max_publish_attempts`` cut-offs (``policy.PublishAttempts``). The caller's
@@ -223,7 +224,7 @@ class Connector:
         while True:
             transport = self._usable() or await self.ready()
             try:
-                await transport.publish(topic, data, qos, retain, properties)
+                await transport.publish(topic, data, qos, retain, properties, flow)
                 return
             except (PublishFailed, StreamRefused, OperationTimeout):
                 raise
@@ -239,6 +240,8 @@ class Connector:
                     self.logger.error("giving up a publish to %r: %s", topic, attempts.reason())
                     raise PublishFailed(topic, None, attempts.reason()) from exc
                 self.logger.info("publish to %r cut off (%s): sending it again", topic, exc)
+                if flow is not None:
+                    flow.dup = True  # the broker may have it
 
 
     # --- losing and regaining the connection ------------------------------------------------------

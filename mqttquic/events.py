@@ -54,6 +54,15 @@ class PublishCompleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PublishReceived(Event):
+    """PUBREC for a QoS 2 publish sent with ``hold_release``: its PUBREL waits for
+    ``Session.release()``."""
+
+    channel: int
+    packet_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribeCompleted(Event):
     """A SUBACK: the granted QoS or reason code of each filter, in order."""
 

@@ -24,14 +24,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._aio import within
+from ._inflight import StoredFlow
 from .changes import ChangeFeed
 from .config import ConnectionConfig
 from .errors import MQTTQUICError, OperationTimeout, PublishFailed
-from .outbox import Outbox, OutboxError, OutboxFull, StoredMessage
+from .outbox import Outbox, OutboxError, OutboxFull, StoredMessage, packet_id_of
 
 __all__ = ["StoreAndForward"]
 
-Send = Callable[[str, bytes, int, bool, "dict[str, Any] | None"], Awaitable[None]]
+Send = Callable[[str, bytes, int, bool, "dict[str, Any] | None", StoredFlow], Awaitable[None]]
 
 # Pause after a failed delivery (the connection went away: the next waits for it).
 RETRY_PAUSE = 0.5
@@ -56,6 +57,7 @@ class StoreAndForward:
         self._acked: set[int] = set()  # acknowledged, their removal not yet written
         self._adds: list[tuple[Any, asyncio.Future[int]]] = []
         self._removes: list[int] = []
+        self._released: list[tuple[int, asyncio.Future[int]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.sent = 0  # delivered from the outbox and acknowledged
@@ -77,7 +79,8 @@ class StoreAndForward:
         message_id = await self._write(topic, payload, qos, retain, properties)
         self._in_hand.add(message_id)
         try:
-            await within(self._send(topic, payload, qos, retain, properties), timeout,
+            await within(self._send(topic, payload, qos, retain, properties,
+                                    self._flow(message_id, qos)), timeout,
                          f"publish to {topic!r} (QoS {qos})")
         except BaseException as exc:
             self._in_hand.discard(message_id)
@@ -100,8 +103,9 @@ class StoreAndForward:
             await asyncio.gather(task, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
-        stored, stored_bytes = self.outbox.stored()
-        stored -= len(self._acked)  # acknowledged: gone with the next write
+        # As of the last write (no query on the event loop), less what is acknowledged
+        # and gone with the next write.
+        stored, stored_bytes = self.outbox.count - len(self._acked), self.outbox.size
         return {"outbox_stored": stored, "outbox_bytes": stored_bytes, "outbox_sent": self.sent,
                 "outbox_dropped": self.outbox.dropped, "outbox_failed": self.failed}
 
@@ -125,8 +129,10 @@ class StoreAndForward:
     async def _deliver_one(self, message: StoredMessage) -> bool:
         """Send one stored message; True when it left the outbox."""
         try:
+            flow = self._flow(message.id, message.qos, released=message.released,
+                              dup=message.id <= self.outbox.earlier_run_last_id)
             await within(self._send(message.topic, message.payload, message.qos, message.retain,
-                                    message.properties), self.config.operation_timeout,
+                                    message.properties, flow), self.config.operation_timeout,
                          f"outbox delivery to {message.topic!r}")
         except PublishFailed as exc:
             # The broker will not take it, now or later (a refusal code, or a poison
@@ -142,6 +148,19 @@ class StoreAndForward:
         self._acknowledged(message.id)
         return True
 
+    def _flow(self, message_id: int, qos: int, *, released: bool = False,
+              dup: bool = False) -> StoredFlow:
+        """How the stored message ``message_id`` is sent: its own packet id (kept by a
+        persistent session after a restart), DUP when an earlier run may have sent it;
+        with a persistent session a QoS 2 PUBREC is recorded before PUBREL goes."""
+        flow = StoredFlow(packet_id_of(message_id), dup=dup, released=released)
+        if qos == 2 and not self.config.clean_start:
+            async def received() -> None:
+                await self._write_released(message_id)
+                flow.released = True
+            flow.received = received
+        return flow
+
     # --- batched writes -----------------------------------------------------------------------
 
     async def _write(self, *message: Any) -> int:
@@ -150,6 +169,13 @@ class StoreAndForward:
         self._adds.append((message, done))
         self._kick()
         return await done
+
+    async def _write_released(self, message_id: int) -> None:
+        """Record in the next batched write that the message's PUBREC came."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._released.append((message_id, done))
+        self._kick()
+        await done
 
     def _acknowledged(self, message_id: int) -> None:
         self._acked.add(message_id)
@@ -162,21 +188,26 @@ class StoreAndForward:
 
     async def _write_batches(self) -> None:
         try:
-            while self._adds or self._removes:
+            while self._adds or self._removes or self._released:
                 adds, self._adds = self._adds, []
                 removes, self._removes = self._removes, []
+                released, self._released = self._released, []
                 try:
-                    results = await asyncio.to_thread(self.outbox.write,
-                                                      [message for message, _ in adds], removes)
+                    results = await asyncio.to_thread(
+                        self.outbox.write, [message for message, _ in adds], removes,
+                        [message_id for message_id, _ in released])
                 except Exception as exc:  # noqa: BLE001 - each waiting store() gets it
                     failed: BaseException = OutboxError(f"outbox {self.config.outbox}: {exc}")
-                    for _, done in adds:
+                    for _, done in adds + released:
                         if not done.done():
                             done.set_exception(failed)
                     self._logger.error("outbox write failed: %s", exc)
                     self._removes[:0] = removes  # tried again with the next write
                     return
                 self._acked.difference_update(removes)
+                for message_id, done in released:
+                    if not done.done():
+                        done.set_result(message_id)
                 for (_, done), result in zip(adds, results):
                     if done.done():
                         continue

@@ -22,21 +22,22 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import MQTTQUICError
 
-__all__ = ["Outbox", "OutboxError", "OutboxFull", "StoredMessage"]
+__all__ = ["Outbox", "OutboxError", "OutboxFull", "StoredMessage", "packet_id_of"]
 
 FORMAT = "mqttquic-outbox"
-VERSION = 1
+VERSION = 2  # 2: messages.released (a QoS 2 message's PUBREC came)
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
     " payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-    " properties TEXT, stored_at REAL NOT NULL)",
+    " properties TEXT, stored_at REAL NOT NULL, released INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE subscriptions (topic_filter TEXT PRIMARY KEY, qos INTEGER NOT NULL)",
 )
 
@@ -59,6 +60,19 @@ class StoredMessage:
     qos: int
     retain: bool
     properties: dict[str, Any] | None
+    released: bool = False  # QoS 2: the broker's PUBREC came (it owns the message)
+
+    @property
+    def packet_id(self) -> int:
+        """The message's own MQTT packet identifier, from its place in the outbox: a
+        persistent session sends it again under the same one after a restart."""
+        return packet_id_of(self.id)
+
+
+def packet_id_of(message_id: int) -> int:
+    """1..65535 from an outbox id: messages stored one after another get different ones
+    (the broker's Receive Maximum keeps fewer than 65,535 in flight)."""
+    return (message_id - 1) % 0xFFFF + 1
 
 
 class Outbox:
@@ -77,6 +91,11 @@ class Outbox:
         self.dropped = 0  # messages dropped to make room (drop_oldest)
         self._lock = threading.Lock()  # one connection, used from worker threads
         self._db = self._open()
+        # Kept by each write, for get_stats() without a query on the event loop.
+        self.count, self.size = self.stored()
+        # Messages up to this id were stored by an earlier run, which may have sent them.
+        self.earlier_run_last_id: int = self._db.execute(
+            "SELECT coalesce(max(id), 0) FROM messages").fetchone()[0]
 
     # --- the file --------------------------------------------------------------------------
 
@@ -118,6 +137,12 @@ class Outbox:
         if meta.get("format") != FORMAT:
             raise OutboxError(f"outbox {self.path}: an SQLite database of something else"
                               " (not an mqttquic outbox); it is left as it is")
+        if meta.get("version") == "1":  # version 1 lacked messages.released
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("ALTER TABLE messages ADD COLUMN released INTEGER NOT NULL DEFAULT 0")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (str(VERSION),))
+            meta["version"] = str(VERSION)
         if meta.get("version") != str(VERSION):
             raise OutboxError(f"outbox {self.path}: format version {meta.get('version')},"
                               f" this mqttquic reads {VERSION}")
@@ -142,10 +167,10 @@ class Outbox:
         return result
 
     def write(self, adds: list[tuple[str, bytes, int, bool, dict[str, Any] | None]],
-              removes: list[int]) -> list[int | OutboxFull]:
-        """Remove the acknowledged ``removes`` and store ``adds``, in one transaction
-        (one commit, one fsync with sync "full", for many messages): for each add its id,
-        or the OutboxFull it met."""
+              removes: list[int], released: Sequence[int] = ()) -> list[int | OutboxFull]:
+        """Remove the acknowledged ``removes``, mark the ``released`` (their PUBREC
+        came) and store ``adds``, in one transaction (one commit, one fsync with sync
+        "full", for many messages): for each add its id, or the OutboxFull it met."""
         for add in adds:
             if add[2] not in (1, 2):
                 raise ValueError("the outbox keeps QoS 1 and 2 messages only")
@@ -153,6 +178,8 @@ class Outbox:
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in removes])
+            self._db.executemany("UPDATE messages SET released = 1 WHERE id = ?",
+                                 [(i,) for i in released])
             count, size = self._db.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0) FROM messages").fetchone()
             for topic, payload, qos, retain, properties in adds:
@@ -168,6 +195,7 @@ class Outbox:
                 assert cursor.lastrowid is not None
                 results.append(cursor.lastrowid)
                 count, size = count + 1, size + len(payload)
+        self.count, self.size = count, size
         return results
 
     def _make_room(self, count: int, size: int, needed: int) -> tuple[int, int, OutboxFull | None]:
@@ -192,10 +220,11 @@ class Outbox:
         """Stored messages with an id above ``after``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, topic, payload, qos, retain, properties FROM messages WHERE id > ?"
-                " ORDER BY id LIMIT ?", (after, limit)).fetchall()
+                "SELECT id, topic, payload, qos, retain, properties, released FROM messages"
+                " WHERE id > ? ORDER BY id LIMIT ?", (after, limit)).fetchall()
         return [StoredMessage(row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
-                              json.loads(row[5]) if row[5] else None) for row in rows]
+                              json.loads(row[5]) if row[5] else None, bool(row[6]))
+                for row in rows]
 
     def stored(self) -> tuple[int, int]:
         """How many messages wait, and their payload bytes."""

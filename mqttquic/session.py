@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _trace
 from . import events as ev
-from ._channel import Channel, Keepalive, NoPacketIds, SendWindow
+from ._channel import Channel, Keepalive, NoPacketIds, PacketIdInUse, SendWindow
 from .codec import (
     DEFAULT_MAX_PACKET_SIZE,
     Connack,
@@ -41,7 +41,8 @@ from .errors import MalformedPacket, MQTTQUICError, PublishFailed
 from .limits import ServerLimits
 from .reason_codes import reason_code_name
 
-__all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds", "check_publish_size"]
+__all__ = ["CONTROL", "Session", "SessionClosed", "NoPacketIds", "PacketIdInUse",
+           "check_publish_size"]
 
 logger = logging.getLogger("mqttquic.session")
 
@@ -140,8 +141,14 @@ class _SessionState:
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
                 properties: dict[str, Any] | None = None, *, channel: int = CONTROL,
-                now: float = 0.0) -> int | None:
-        """Queue a PUBLISH. Returns its packet id (QoS 1/2), to match PublishCompleted."""
+                now: float = 0.0, packet_id: int | None = None, dup: bool = False,
+                hold_release: bool = False) -> int | None:
+        """Queue a PUBLISH. Returns its packet id (QoS 1/2), to match PublishCompleted.
+
+        A message stored in the outbox is sent with its own ``packet_id`` (PacketIdInUse
+        while another flow holds it) and ``dup`` when an earlier run may have sent it;
+        ``hold_release`` (QoS 2): its PUBREC is reported (PublishReceived) and PUBREL
+        waits for ``release()``."""
         self._check_open()
         if qos not in (0, 1, 2):
             raise MalformedPacket(f"PUBLISH with QoS {qos!r} [MQTT-3.3.1-4]")
@@ -152,13 +159,31 @@ class _SessionState:
             self._send(channel, packet, now)
             return None
         state = self._channel(channel)
-        packet_id = state.allocate_id()
-        packet = Publish(topic, payload, qos, retain, False, packet_id, properties)
+        packet_id = state.allocate_id() if packet_id is None else state.claim_id(packet_id)
+        packet = Publish(topic, payload, qos, retain, dup, packet_id, properties)
         self._check_size(packet)
         state.outgoing[packet_id] = packet
+        if hold_release and qos == 2:
+            state.held.add(packet_id)
         if self.window.admit(channel, packet):
             self._send(channel, packet, now)
         return packet_id
+
+    def release(self, channel: int, packet_id: int, now: float = 0.0) -> None:
+        """Send PUBREL for the QoS 2 flow ``packet_id``: one whose PUBREC was held
+        (PublishReceived), or one a persistent session's earlier run had released
+        (from the outbox: it counts in the window, beyond the quota if need be)."""
+        self._check_open()
+        state = self._channel(channel)
+        state.held.discard(packet_id)
+        sent = state.outgoing.get(packet_id)
+        if isinstance(sent, Pubrel):
+            return  # released already
+        if sent is None:
+            state.claim_id(packet_id)
+            self.window.in_flight += 1
+        release = state.outgoing[packet_id] = Pubrel(packet_id)
+        self._send(channel, release, now)
 
     def subscribe(self, subscriptions: list[Subscription], *, channel: int = CONTROL,
                   properties: dict[str, Any] | None = None, now: float = 0.0) -> int:
@@ -266,6 +291,7 @@ class _SessionState:
 
     def _complete(self, channel: int, packet_id: int, reason_code: int, now: float) -> None:
         """A QoS 1/2 flow we started is complete (its channel has forgotten it)."""
+        self._channels[channel].held.discard(packet_id)
         self.window.completed()
         self._events.append(ev.PublishCompleted(channel, packet_id, reason_code))
         self._release_waiting(now)
@@ -311,6 +337,9 @@ class Session(_SessionState):
         v5 = self.protocol_version == 5
         if kind is Publish:
             self._handle_publish(channel, state, packet, now)
+        elif kind is Pubrec and packet.packet_id in state.held and packet.reason_code < 0x80:
+            if isinstance(state.outgoing.get(packet.packet_id), Publish):
+                self._events.append(ev.PublishReceived(channel, packet.packet_id))
         elif kind is Puback or kind is Pubrec or kind is Pubcomp:
             completed, release = state.acknowledged(packet, v5)
             if release is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mqttquic.outbox import Outbox, OutboxError, OutboxFull
+from mqttquic.outbox import Outbox, OutboxError, OutboxFull, packet_id_of
 
 from .waits import eventually_sync
 
@@ -91,17 +91,41 @@ def test_a_damaged_or_newer_outbox_is_refused(tmp_path: Path) -> None:
         box.add("t", bytes(500), 1)
     box.close()
     with sqlite3.connect(path) as db:  # a later format of ours
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
-    with pytest.raises(OutboxError, match="format version 2"):
+        db.execute("UPDATE meta SET value = '3' WHERE key = 'version'")
+    with pytest.raises(OutboxError, match="format version 3"):
         Outbox(path)
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'version'")
     data = bytearray(path.read_bytes())
     for offset in range(8192, len(data), 4096):  # every page after the first two, trashed
         data[offset:offset + 64] = os.urandom(64)
     path.write_bytes(bytes(data))
     with pytest.raises(OutboxError, match="damaged"):
         Outbox(path)
+
+
+def test_a_version_1_outbox_is_upgraded_and_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    box.add("t/1", b"one", 1)
+    box.add("t/2", b"two", 2)
+    box.close()
+    with sqlite3.connect(path) as db:  # as version 1 wrote it: no released column
+        db.execute("ALTER TABLE messages DROP COLUMN released")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'version'")
+    box = Outbox(path)
+    assert [(m.topic, m.payload, m.qos, m.released) for m in box.pending()] == [
+        ("t/1", b"one", 1, False), ("t/2", b"two", 2, False)]
+    assert box.earlier_run_last_id == 2 and (box.count, box.size) == (2, 6)
+    box.write([], [], released=[2])
+    assert [m.released for m in box.pending()] == [False, True]
+    box.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == ("2",)
+
+
+def test_packet_ids_follow_the_outbox_order_and_wrap() -> None:
+    assert [packet_id_of(i) for i in (1, 2, 65535, 65536, 65537)] == [1, 2, 65535, 1, 2]
 
 
 def test_sync_is_normal_or_full(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from mqttquic.codec import (
     Unsuback,
 )
 from mqttquic.errors import PublishFailed, SubscribeFailed
-from mqttquic.session import CONTROL, Session, SessionClosed
+from mqttquic.session import CONTROL, PacketIdInUse, Session, SessionClosed
 
 DATA = 4  # a data stream's channel id
 
@@ -415,3 +415,49 @@ def test_lost_session_completes_released_flows_and_resends_the_rest() -> None:
                                          Publish("c", b"3", 2, dup=True, packet_id=3)]
     feed(new, CONTROL, Publish("in", b"x", 2, packet_id=9))
     assert len(new.events()) == 1  # a new delivery: the broker's session is new too
+
+
+def test_a_stored_message_keeps_its_packet_id_and_dup_flag() -> None:
+    session = connected()
+    assert session.publish("s", b"1", qos=1, packet_id=700, dup=True) == 700
+    assert sent(session) == [(CONTROL, Publish("s", b"1", 1, dup=True, packet_id=700))]
+    with pytest.raises(PacketIdInUse):  # its flow is not done: the id is not handed out twice
+        session.publish("s", b"2", qos=1, packet_id=700)
+    feed(session, CONTROL, Puback(700))
+    assert session.events() == [ev.PublishCompleted(CONTROL, 700, 0)]
+    assert session.publish("s", b"3", qos=1, packet_id=700) == 700  # free again
+
+
+def test_a_held_pubrec_waits_for_release_and_survives_a_reconnect() -> None:
+    session = connected()
+    session.publish("q2", b"x", qos=2, packet_id=5, hold_release=True)
+    session.data_to_send()
+    feed(session, CONTROL, Pubrec(5))
+    assert session.events() == [ev.PublishReceived(CONTROL, 5)]
+    assert sent(session) == []  # no PUBREL until the outbox has recorded the PUBREC
+    # The connection goes before release(): the next one sends the PUBLISH again (DUP),
+    # and the broker, which still holds the message, answers PUBREC again.
+    new = Session(Connect("dev", clean_start=False))
+    new.adopt(session)
+    new.connect(0.0)
+    new.data_to_send()
+    feed(new, CONTROL, Connack(True, 0))
+    new.events()
+    assert sent(new) == [(CONTROL, Publish("q2", b"x", 2, dup=True, packet_id=5))]
+    feed(new, CONTROL, Pubrec(5))
+    assert new.events() == [ev.PublishReceived(CONTROL, 5)]
+    new.release(CONTROL, 5)
+    assert sent(new) == [(CONTROL, Pubrel(5))]
+    feed(new, CONTROL, Pubcomp(5))
+    assert new.events() == [ev.PublishCompleted(CONTROL, 5, 0)]
+    assert new.in_flight == 0
+
+
+def test_releasing_a_flow_an_earlier_run_released_sends_pubrel_alone() -> None:
+    session = connected(version=5)
+    session.release(CONTROL, 9)  # from the outbox: PUBREC had come before the restart
+    assert sent(session, 5) == [(CONTROL, Pubrel(9))]
+    assert session.in_flight == 1
+    feed(session, CONTROL, Pubcomp(9, 0x92), 5)  # the broker had completed it already
+    assert session.events() == [ev.PublishCompleted(CONTROL, 9, 0x92)]
+    assert session.in_flight == 0

@@ -24,7 +24,7 @@ from aioquic.quic.events import (
 from .. import _aioquic
 from .. import events as ev
 from .._handshake_probe import ProbeCarriesData, resend_rejected_early_data
-from .._inflight import InFlight
+from .._inflight import InFlight, release_when_recorded
 from .._mqtt_quic import AppError, end_stream, send_or_drop
 from .._resets import is_stateless_reset
 from ..config import ConnectionConfig
@@ -210,6 +210,13 @@ class QuicPump(ProbeCarriesData, Transport):
             session.acknowledge(channel, packet_id, self._loop.time())
             self._flush()
 
+    def _release(self, session: Session, channel: int, packet_id: int) -> None:
+        """PUBREL for a QoS 2 flow whose PUBREC is recorded, on the connection that got
+        it (if it has gone, the next one asks again: the PUBLISH goes with DUP)."""
+        if session is self.session and not self._lost:
+            session.release(channel, packet_id, self._loop.time())
+            self._flush()
+
     def _after_session(self) -> None:
         session = self.session
         assert session is not None
@@ -226,6 +233,10 @@ class QuicPump(ProbeCarriesData, Transport):
                                     packet.properties, event.channel, ack))
         elif isinstance(event, ev.PublishCompleted):
             self.in_flight.resolve(event.channel, event.packet_id, event.reason_code)
+        elif isinstance(event, ev.PublishReceived):  # a stored QoS 2 message's PUBREC
+            release_when_recorded(self.in_flight, event.channel, event.packet_id,
+                                  partial(self._release, session, event.channel,
+                                          event.packet_id), logger)
         elif isinstance(event, ev.SubscribeCompleted):  # and UnsubscribeCompleted
             self.in_flight.resolve(event.channel, event.packet_id, event.reason_codes)
         elif isinstance(event, (ev.Connected, ev.ConnectFailed)):

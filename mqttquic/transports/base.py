@@ -6,7 +6,7 @@ import abc
 from collections.abc import Callable
 from typing import Any
 
-from .._inflight import Carry
+from .._inflight import Carry, StoredFlow
 from ..codec import Connect, Subscription, Will
 from ..config import ConnectionConfig, TransportType
 from ..errors import ConnectError
@@ -78,8 +78,10 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                      properties: dict[str, Any] | None = None) -> None:
-        """Send; return when written (QoS 0) or acknowledged (QoS 1 and 2)."""
+                      properties: dict[str, Any] | None = None,
+                      flow: StoredFlow | None = None) -> None:
+        """Send; return when written (QoS 0) or acknowledged (QoS 1 and 2). ``flow``: a
+        message from the outbox, with its packet id and what an earlier run did."""
 
     @abc.abstractmethod
     async def subscribe(self, subscriptions: list[Subscription],

@@ -25,7 +25,8 @@ from aioquic.tls import SessionTicket
 
 from .. import _aioquic
 from .. import events as ev
-from .._inflight import Carry
+from .._channel import PACKET_ID_NOT_FOUND
+from .._inflight import Carry, StoredFlow
 from .._mqtt_quic import until_acknowledged
 from .._tls import TLSMaterial
 from ..codec import Connect, Subscription, Will
@@ -136,14 +137,22 @@ class QuicTransport(QuicPump):
 
 
     def mqtt_publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                     properties: dict[str, Any] | None = None,
-                     stream_id: int | None = None) -> tuple[int, int | None]:
-        """Queue a PUBLISH on the topic's stream: ``(stream_id, packet_id)``."""
+                     properties: dict[str, Any] | None = None, stream_id: int | None = None,
+                     flow: StoredFlow | None = None) -> tuple[int, int | None]:
+        """Queue a PUBLISH on the topic's stream: ``(stream_id, packet_id)``. A stored
+        message (``flow``) keeps its packet id where flows outlive the connection
+        (a persistent session's control stream), and its QoS 2 PUBREL waits for
+        ``flow.received``."""
         session = self._require_session()
         if stream_id is None:
             stream_id = self._stream(self.pool.publish_key(topic, qos))
-        packet_id = session.publish(topic, payload, qos, retain, properties, channel=stream_id,
-                                    now=self._loop.time())
+        own = flow is not None and self.pool.outlives_connection(stream_id)
+        packet_id = session.publish(
+            topic, payload, qos, retain, properties, channel=stream_id, now=self._loop.time(),
+            packet_id=flow.packet_id if own and flow else None, dup=bool(flow and flow.dup),
+            hold_release=own and flow is not None and flow.received is not None)
+        if own and flow is not None and flow.received is not None and packet_id is not None:
+            self.in_flight.received[stream_id, packet_id] = flow.received
         self._flush()
         return stream_id, packet_id
 
@@ -195,21 +204,34 @@ class QuicTransport(QuicPump):
         return self.session.limits if self.session is not None else super().limits
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                      properties: dict[str, Any] | None = None) -> None:
+                      properties: dict[str, Any] | None = None,
+                      flow: StoredFlow | None = None) -> None:
         self._require_session()
-        if not qos:
-            # 0-RTT data can be replayed, and a replayed QoS 0 message is delivered twice.
+        if not qos or (flow is not None and flow.released):
+            # 0-RTT data can be replayed, and a replayed QoS 0 message is delivered twice;
+            # a released flow needs to know whether the broker kept the session.
             await self._after_connack()
         key = self.pool.publish_key(topic, qos)
         stream_id = self.pool.known(key)
         if stream_id is None:
             stream_id = await self._stream_for(key)
-        stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties,
-                                                 stream_id)
+        if flow is not None and flow.released:
+            if not (self.session_present and self.pool.outlives_connection(stream_id)):
+                logger.info("stored QoS 2 message %d to %r: the broker had taken it (PUBREC)"
+                            " and no longer has the session; nothing to release",
+                            flow.packet_id, topic)
+                return
+            self._require_session().release(stream_id, flow.packet_id, self._loop.time())
+            self._flush()
+            packet_id: int | None = flow.packet_id
+        else:
+            stream_id, packet_id = self.mqtt_publish(topic, payload, qos, retain, properties,
+                                                     stream_id, flow)
         if packet_id is None:
             return
         code: int = await self.in_flight.wait(stream_id, packet_id)
-        if code >= 0x80:
+        if code >= 0x80 and not (flow is not None and flow.released
+                                 and code == PACKET_ID_NOT_FOUND):
             raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],

@@ -23,7 +23,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import _trace
-from .._inflight import InFlight
+from .._channel import PACKET_ID_NOT_FOUND, PacketIdInUse
+from .._inflight import InFlight, StoredFlow, release_when_recorded
 from .._tls import load_tls_material
 from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
 from ..config import ConnectionConfig, TransportType
@@ -41,6 +42,7 @@ from ..message import Message
 from ..properties import PROPERTIES
 from ..reason_codes import reason_code_name
 from ..session import check_publish_size
+from ._paho_client import PahoClient
 from ._paho_loop import PahoSockets
 from .base import Transport, connect_packet
 
@@ -155,10 +157,10 @@ def _from_paho(props: Any) -> dict[str, Any]:
             if hasattr(props, attribute)}
 
 
-def _paho_client(config: ConnectionConfig, will: Will | None) -> paho.Client:
+def _paho_client(config: ConnectionConfig, will: Will | None) -> PahoClient:
     """A paho client for ``config``: TLS, credentials, Will; acknowledgements manual."""
     v5 = config.protocol_version == 5
-    client = paho.Client(CallbackAPIVersion.VERSION2,
+    client = PahoClient(CallbackAPIVersion.VERSION2,
                          client_id=config.effective_client_id,
                          clean_session=None if v5 else config.clean_start,
                          protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
@@ -203,11 +205,13 @@ class PahoTransport(Transport):
         client.on_subscribe = self._on_subscribe
         client.on_unsubscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_held_pubrec = self._on_held_pubrec
         self._client = client
         self._connect_properties = properties
         self._connack: asyncio.Future[Any] = self._loop.create_future()
         self._disconnected: asyncio.Future[None] = self._loop.create_future()
         self._in_flight = InFlight()  # by paho's message id, on channel 0
+        client.waits_on = lambda mid: (0, mid) in self._in_flight
         self._connected = False
         self._closing = False
         self._limits = ServerLimits()  # MQTT's defaults until the CONNACK says more
@@ -242,6 +246,13 @@ class PahoTransport(Transport):
     def _on_publish(self, client: paho.Client, userdata: Any, mid: int, reason: ReasonCode,
                     properties: Any) -> None:
         self._in_flight.resolve(0, mid, reason.value if reason is not None else 0)
+
+    def _on_held_pubrec(self, mid: int) -> None:
+        release_when_recorded(self._in_flight, 0, mid, partial(self._release, mid), logger)
+
+    def _release(self, mid: int) -> None:
+        if self._connected:  # else the next connection sends the PUBLISH again, with DUP
+            self._client.release_stored(mid)
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any,
                       properties: Any) -> None:
@@ -313,7 +324,8 @@ class PahoTransport(Transport):
         return self._limits
 
     async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False,
-                      properties: dict[str, Any] | None = None) -> None:
+                      properties: dict[str, Any] | None = None,
+                      flow: StoredFlow | None = None) -> None:
         if not self._connected:
             raise ConnectError("not connected")
         packet = Publish(topic, payload, qos, retain, False, 1 if qos else None, properties)
@@ -321,10 +333,31 @@ class PahoTransport(Transport):
         qos = self._limits.publish_qos(topic, qos, retain, properties,
                                       downgrade=self.config.downgrade_qos)
         check_publish_size(packet, self.config.protocol_version, self._limits.maximum_packet_size)
-        info = _paho("publish", lambda: self._client.publish(
-            topic, payload, qos, retain, _properties(PacketTypes.PUBLISH, properties)))
-        code: int = await self._acked(f"publish to {topic!r}", info.rc, info.mid)
-        if code >= 0x80:
+        paho_properties = _properties(PacketTypes.PUBLISH, properties)
+        if flow is not None and qos:
+            if self._client.in_use(flow.packet_id):
+                raise PacketIdInUse(f"packet identifier {flow.packet_id} is in use")
+            if flow.released and qos == 2:
+                if not self.session_present:
+                    logger.info("stored QoS 2 message %d to %r: the broker had taken it"
+                                " (PUBREC) and no longer has the session; nothing to release",
+                                flow.packet_id, topic)
+                    return
+                rc, mid = self._client.release_stored(flow.packet_id), flow.packet_id
+            else:
+                info = self._client.publish_stored(
+                    flow.packet_id, topic, payload, qos, retain, flow.dup, paho_properties,
+                    hold_release=flow.received is not None and not self.config.clean_start)
+                rc, mid = info.rc, info.mid
+                if flow.received is not None and rc == paho.MQTT_ERR_SUCCESS:
+                    self._in_flight.received[0, mid] = flow.received
+        else:
+            info = _paho("publish", lambda: self._client.publish(
+                topic, payload, qos, retain, paho_properties))
+            rc, mid = info.rc, info.mid
+        code: int = await self._acked(f"publish to {topic!r}", rc, mid)
+        if code >= 0x80 and not (flow is not None and flow.released
+                                 and code == PACKET_ID_NOT_FOUND):
             raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],
