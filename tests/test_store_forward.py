@@ -15,7 +15,7 @@ from mqttquic.certs import CertificateFiles
 from mqttquic.client import Client
 from mqttquic.errors import OperationTimeout
 from mqttquic.gateway import Gateway
-from mqttquic.outbox import OutboxError, OutboxFull
+from mqttquic.outbox import Outbox, OutboxError, OutboxFull
 
 from .conftest import client_config
 from .test_quic import collect
@@ -72,6 +72,39 @@ async def test_what_one_run_stored_the_next_run_delivers(
             got = await collect(subscriber.messages(), 5, timeout=20)
             assert sorted(m.payload for m in got) == [f"r{i}".encode() for i in range(5)]
             await eventually(lambda: second.get_stats()["outbox_stored"] == 0, 10)
+    finally:
+        await subscriber.disconnect()
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("version", [4, 5])
+async def test_a_qos2_message_released_before_a_restart_is_released_again_not_sent_twice(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str,
+        transport: str, version: int) -> None:
+    # The earlier run sent PUBLISH, had PUBREC (recorded), sent PUBREL; the broker
+    # delivered the message and answered PUBCOMP, and the device died before it recorded
+    # that. The restarted device must send PUBREL again, not the PUBLISH.
+    subscriber = await _subscriber(gateway, certs, f"{topic_root}/#", qos=2)
+    device = client_config(gateway, certs, transport=transport, clean_start=False,
+                           protocol_version=version,
+                           session_expiry_interval=600 if version == 5 else None)
+    try:
+        async with Client(device) as earlier_run:
+            await earlier_run.publish(f"{topic_root}/q2", b"once", qos=2)
+        [delivered] = await collect(subscriber.messages(), 1, timeout=10)
+        assert delivered.payload == b"once"
+        path = tmp_path / "o.db"
+        box = Outbox(path)  # the outbox as the earlier run left it
+        message_id = box.add(f"{topic_root}/q2", b"once", 2)
+        box.write([], [], released=[message_id])
+        box.close()
+        restarted = Client(dataclasses.replace(device, outbox=str(path)))
+        async with restarted:
+            assert restarted.session_present
+            await eventually(lambda: restarted.get_stats()["outbox_stored"] == 0, 10)
+            assert restarted.get_stats()["outbox_sent"] == 1
+        await asyncio.sleep(0.5)  # a second copy would have arrived by now
+        assert subscriber._queue.qsize() == 0
     finally:
         await subscriber.disconnect()
 
