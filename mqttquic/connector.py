@@ -38,6 +38,7 @@ from .errors import (
 from .message import Message
 from .policy import (
     CONFIRM_ALIVE_WITHIN,
+    QOS2_IN_FLIGHT_V311,
     Backoff,
     ConnectionPolicy,
     Loss,
@@ -85,6 +86,7 @@ class Connector:
         # The TCP+TLS transport a QUIC probe is replacing: the probe's CONNECT, with the same
         # client id, makes the broker drop it, and that is no reason to reconnect.
         self._handing_over: Transport | None = None
+        self._qos2_slots = asyncio.Semaphore(QOS2_IN_FLIGHT_V311)  # MQTT 3.1.1 only
         self.dialer = Dialer(config, self.policy, will=will,
                              connect_properties=connect_properties, logger=logger)
 
@@ -219,7 +221,15 @@ class Connector:
         """Publish on the current connection; while reconnecting, wait for the next one.
         A publish cut off with its connection (or QUIC stream) is sent again, up to
         ``max_publish_attempts`` cut-offs (``policy.PublishAttempts``). The caller's
-        deadline bounds it all."""
+        deadline bounds it all. Under MQTT 3.1.1 at most QOS2_IN_FLIGHT_V311 QoS 2
+        publishes are under way at once; the others wait their turn."""
+        if qos == 2 and self.config.protocol_version == 4:
+            async with self._qos2_slots:
+                return await self._publish(topic, data, qos, retain, properties, flow)
+        return await self._publish(topic, data, qos, retain, properties, flow)
+
+    async def _publish(self, topic: str, data: bytes, qos: int, retain: bool,
+                       properties: dict[str, Any] | None, flow: StoredFlow | None) -> None:
         attempts: PublishAttempts | None = None  # made on the first cut-off
         while True:
             transport = self._usable() or await self.ready()

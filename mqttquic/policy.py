@@ -37,6 +37,12 @@ PROBE_TIMEOUT = 2.0
 # first). A round trip, with room for a lossy path.
 CONFIRM_ALIVE_WITHIN = 2.0
 
+# QoS 2 publishes in flight at once under MQTT 3.1.1, which has no Receive Maximum to
+# say what the broker takes: mosquitto takes 20 from a client (max_inflight_messages),
+# answers PUBREC to the rest and drops them, so more would lose messages in silence.
+# paho-mqtt's default window is the same 20. MQTT 5 follows the CONNACK instead.
+QOS2_IN_FLIGHT_V311 = 20
+
 # CONNACK codes that another attempt with the same settings cannot fix: the protocol
 # version, the client id, credentials, authorization, bans, the auth method.
 _FINAL_V311 = frozenset({1, 2, 4, 5})

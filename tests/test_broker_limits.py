@@ -250,3 +250,21 @@ async def test_subscriptions_the_broker_does_not_support_are_refused_before_send
             assert message.payload == b"plain"
             assert client.get_stats()["reconnect_count"] == 0
         assert broker.rewritten >= 1
+
+
+@pytest.mark.parametrize("transport", ["quic", "tcp"])
+@pytest.mark.parametrize("version", [4, 5])
+async def test_many_qos2_publishes_at_once_are_all_delivered(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str, transport: str,
+        version: int) -> None:
+    # mosquitto takes at most 20 QoS 2 messages in flight from one client (its
+    # max_inflight_messages); beyond, it answers PUBREC and drops the message, silently
+    # under MQTT 3.1.1, which has no Receive Maximum to tell the client.
+    async with Client(client_config(gateway, certs, transport="quic")) as subscriber:
+        await subscriber.subscribe(f"{topic_root}/#", qos=2)
+        async with Client(client_config(gateway, certs, transport=transport,
+                                        protocol_version=version)) as publisher:
+            await asyncio.gather(*(publisher.publish(f"{topic_root}/q2", str(i), qos=2)
+                                   for i in range(60)))
+        got = await collect(subscriber.messages(), 60, timeout=10)
+        assert sorted(int(m.payload) for m in got) == list(range(60))

@@ -33,6 +33,12 @@ class PahoClient(paho.Client):
         # Packet ids the transport waits on (subscribes too): never handed out again.
         self.waits_on: Callable[[int], bool] = lambda mid: False
 
+    def set_window(self, limit: int) -> None:
+        """QoS 1/2 publishes in flight at most (the CONNACK's Receive Maximum); paho's
+        own setter refuses once connected, which is when the CONNACK says it."""
+        with self._out_message_mutex:
+            self._max_inflight_messages = limit
+
     def in_use(self, mid: int) -> bool:
         return mid in self._out_messages or self.waits_on(mid)
 
@@ -61,10 +67,14 @@ class PahoClient(paho.Client):
             if mid in self._out_messages:
                 raise PacketIdInUse(f"packet identifier {mid} is in use on this connection")
             self._out_messages[mid] = message
-            self._inflight_messages += 1
-            message.state = paho.mqtt_ms_wait_for_puback if qos == 1 else paho.mqtt_ms_wait_for_pubrec
             if hold_release and qos == 2:
                 self.held.add(mid)
+            if self._max_inflight_messages and self._inflight_messages >= self._max_inflight_messages:
+                message.state = paho.mqtt_ms_queued  # paho sends it when a flow completes
+                message.info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+                return message.info
+            self._inflight_messages += 1
+            message.state = paho.mqtt_ms_wait_for_puback if qos == 1 else paho.mqtt_ms_wait_for_pubrec
             message.info.rc = self._send_publish(mid, message.topic.encode("utf-8"), payload, qos,
                                                  retain, dup, message.info, properties)
         return message.info

@@ -313,6 +313,10 @@ class PahoTransport(Transport):
             raise ConnectionRefused(code, reason_code_name(code, PacketType.CONNACK, version))
         # What the broker allows (MQTT 5 CONNACK), checked before each packet as QUIC does.
         self._limits = ServerLimits.from_connack(_from_paho(connack_properties))
+        # MQTT 5: no more QoS 1/2 in flight than the broker's Receive Maximum (paho
+        # queues the rest and sends each when a flow completes); a broker drops or
+        # disconnects for what exceeds it.
+        self._client.set_window(self._limits.receive_maximum)
         self._connected = True
         self.session_present = bool(getattr(flags, "session_present", False))
         self.connect_time = time.monotonic() - started
