@@ -5,9 +5,9 @@ Every QoS 1/2 message is written to the outbox before it is sent and removed whe
 broker acknowledges it, so a device that reboots or stays offline for hours loses none.
 ``Client.enqueue()`` returns once the message is stored; ``Client.publish()`` stores,
 sends and waits as before, and a publish that runs out of time stays stored. The
-delivery task sends what is stored, oldest first, one message at a time (so each
-topic's order holds), whenever the client is connected; it starts with the client and
-after a restart sends what an earlier run left.
+delivery task sends what is stored, oldest first, a window of messages at a time on
+the one connection (so each topic's order holds), whenever the client is connected; it
+starts with the client and after a restart sends what an earlier run left.
 
 File I/O runs in a worker thread (``asyncio.to_thread``), batched: the messages stored
 and the acknowledgements that arrive while a write is under way go into the next
@@ -36,6 +36,9 @@ Send = Callable[[str, bytes, int, bool, "dict[str, Any] | None", StoredFlow], Aw
 
 # Pause after a failed delivery (the connection went away: the next waits for it).
 RETRY_PAUSE = 0.5
+# Stored messages in flight at once: a backlog drains at this many per round trip, not
+# one (the broker's Receive Maximum still bounds what is on the wire).
+DELIVERY_WINDOW = 32
 
 
 class StoreAndForward:
@@ -60,6 +63,8 @@ class StoreAndForward:
         self._released: list[tuple[int, asyncio.Future[int]]] = []
         self._writing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._delivering: dict[int, asyncio.Task[bool]] = {}  # stored id -> its delivery
+        self._suspects: set[int] = set()  # cut off too often in a window: sent alone next
         self.sent = 0  # delivered from the outbox and acknowledged
         self.failed = 0  # refused by the broker for good (PublishFailed), logged
 
@@ -98,9 +103,10 @@ class StoreAndForward:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        tasks = [*self._delivering.values(), *([task] if task is not None else [])]
+        for each in tasks:
+            each.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def stats(self) -> dict[str, int]:
         # As of the last write (no query on the event loop), less what is acknowledged
@@ -112,22 +118,70 @@ class StoreAndForward:
     # --- the delivery task ------------------------------------------------------------------
 
     async def _deliver(self) -> None:
+        """Send what is stored, oldest first, up to DELIVERY_WINDOW at a time on the one
+        connection (so each topic keeps its order, as MQTT orders one connection's
+        publishes). A delivery that fails stops new ones; the rest are read again
+        after a pause."""
+        window = asyncio.Semaphore(DELIVERY_WINDOW)
+        failed = asyncio.Event()
         while True:
             self._wake.clear()
             batch = [m for m in await asyncio.to_thread(self.outbox.pending)
-                     if m.id not in self._in_hand and m.id not in self._acked]
+                     if m.id not in self._in_hand and m.id not in self._acked
+                     and m.id not in self._delivering]
             if not batch:
                 await self._wake.wait()
                 continue
-            for message in batch:
-                await self._changes.wait(lambda change: change is not None
-                                         and change.is_connected)
-                if not await self._deliver_one(message):
-                    await asyncio.sleep(RETRY_PAUSE)
-                    break  # read again: order holds, and publish() may have taken some
+            if not await self._deliver_suspects(batch):
+                failed.set()
+            for message in batch if not failed.is_set() else ():
+                await self._connected()
+                await window.acquire()
+                if failed.is_set():
+                    window.release()
+                    break
+                self._start_delivery(message, window, failed)
+            if failed.is_set():
+                await asyncio.gather(*self._delivering.values(), return_exceptions=True)
+                await asyncio.sleep(RETRY_PAUSE)
+                failed.clear()  # read again: publish() may have taken some meanwhile
 
-    async def _deliver_one(self, message: StoredMessage) -> bool:
-        """Send one stored message; True when it left the outbox."""
+    async def _connected(self) -> None:
+        await self._changes.wait(lambda change: change is not None and change.is_connected)
+
+    async def _deliver_suspects(self, batch: list[StoredMessage]) -> bool:
+        """Send alone, one by one, the messages of ``batch`` that were in flight on
+        ``max_publish_attempts`` connections that died: the window's other messages
+        were cut off with them, so an outage cannot be told from a publish the broker
+        disconnects for until each goes alone. False when one could not be sent."""
+        for message in [m for m in batch if m.id in self._suspects]:
+            batch.remove(message)
+            await self._connected()
+            if not await self._deliver_one(message, alone=True):
+                return False
+            self._suspects.discard(message.id)
+        return True
+
+    def _start_delivery(self, message: StoredMessage, window: asyncio.Semaphore,
+                        failed: asyncio.Event) -> None:
+        task = asyncio.ensure_future(self._deliver_one(message))
+        self._delivering[message.id] = task
+
+        def done(task: asyncio.Task[bool]) -> None:
+            del self._delivering[message.id]
+            window.release()
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                self._logger.error("outbox delivery of message %d failed: %r", message.id,
+                                   error)
+            if task.cancelled() or error is not None or not task.result():
+                failed.set()
+                self._wake.set()
+        task.add_done_callback(done)
+
+    async def _deliver_one(self, message: StoredMessage, alone: bool = False) -> bool:
+        """Send one stored message; True when it left the outbox. ``alone``: nothing
+        else is in flight, so a connection that dies under it is its doing."""
         try:
             flow = self._flow(message.id, message.qos, released=message.released,
                               dup=message.id <= self.outbox.earlier_run_last_id)
@@ -135,6 +189,11 @@ class StoreAndForward:
                                     message.properties, flow), self.config.operation_timeout,
                          f"outbox delivery to {message.topic!r}")
         except PublishFailed as exc:
+            if exc.reason_code is None and not alone:
+                self._logger.warning("outbox message %d: %s; sending it alone next",
+                                     message.id, exc.reason)
+                self._suspects.add(message.id)
+                return False
             # The broker will not take it, now or later (a refusal code, or a poison
             # publish): kept no longer, and said so.
             self.failed += 1

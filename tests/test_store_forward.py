@@ -263,3 +263,23 @@ async def test_kill_9_while_enqueueing_with_the_gateway_down_half_the_time_loses
         await asyncio.gather(flapping, return_exceptions=True)
         receiving.cancel()
         await subscriber.disconnect()
+
+
+async def test_a_backlog_drains_in_order_many_per_round_trip(
+        gateway: Gateway, certs: CertificateFiles, tmp_path: Path, topic_root: str) -> None:
+    subscriber = await _subscriber(gateway, certs, f"{topic_root}/#")
+    config = client_config(gateway, certs, outbox=str(tmp_path / "o.db"))
+    try:
+        offline = Client(config)
+        for i in range(300):  # stored while offline, on two topics
+            await offline.enqueue(f"{topic_root}/{'ab'[i % 2]}", str(i).encode())
+        await offline.disconnect()
+        async with Client(config) as device:
+            got = await collect(subscriber.messages(), 300, timeout=30)
+            for topic in "ab":  # each topic in the order it was stored
+                payloads = [int(m.payload) for m in got if m.topic.endswith(f"/{topic}")]
+                assert payloads == sorted(payloads) and len(payloads) == 150
+            await eventually(lambda: device.get_stats()["outbox_stored"] == 0, 10)
+            assert device.get_stats()["outbox_sent"] == 300
+    finally:
+        await subscriber.disconnect()
