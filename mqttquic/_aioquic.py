@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "abandon_pings", "ack_progress", "declare_lost", "early_application_packets",
+    "abandon_pings", "ack_now", "ack_progress", "declare_lost", "early_application_packets",
     "handshake_confirmed", "host_connection_ids", "idle_timeout", "last_ack_eliciting_sent",
     "oldest_unacknowledged", "on_new_connection_ids", "peer_address", "peer_reset_tokens",
     "probe_count", "probe_timeout", "run_timer", "server_knows", "server_socket",
@@ -27,8 +27,34 @@ __all__ = [
 ]
 
 
+try:
+    from aioquic.tls import Epoch
+
+    _ONE_RTT: Any = Epoch.ONE_RTT
+except ImportError:  # aioquic is optional (TCP+TLS only): nothing here is called then
+    _ONE_RTT = None
+
+
 def _loss(quic: Any) -> Any:
     return getattr(quic, "_loss", None)
+
+
+# --- acknowledgements ---------------------------------------------------------------------
+
+def ack_now(quic: Any, now: float) -> None:
+    """Let the next packet carry the pending ACK of 1-RTT packets. aioquic writes an
+    ACK only once its delay (1 ms) has passed: data sent sooner, as the next request
+    after a response usually is, goes without it, and a packet holding only the ACK
+    follows. Called when data is about to be sent, so the ACK rides with it (RFC 9000
+    lets an ACK go early): half the datagrams of a request/response exchange. Does
+    nothing when aioquic's ACK state is not what it expects."""
+    spaces = getattr(quic, "_spaces", None)
+    if not isinstance(spaces, dict):
+        return
+    space: Any = spaces.get(_ONE_RTT)
+    ack_at = getattr(space, "ack_at", None)
+    if isinstance(ack_at, float) and ack_at > now:
+        space.ack_at = now
 
 
 # --- what the peer allows -----------------------------------------------------------------

@@ -301,6 +301,8 @@ class _GatewayConnection(ProbeCarriesData):
             if relay is not None:
                 relay.server_finished = True
                 self.relay_done(relay)
+        # The client's request is acknowledged with the answer, not in a packet of its own.
+        _aioquic.ack_now(self._quic, self._loop.time())
         self._transmit_soon()
 
     def buffered(self) -> int:

@@ -175,7 +175,9 @@ class QuicPump(ProbeCarriesData, Transport):
                 continue
             wrote = True
         if wrote:
-            # One transmit per loop iteration: concurrent publishes share datagrams.
+            # One transmit per loop iteration: concurrent publishes share datagrams,
+            # and the ACK of what came last rides with them.
+            _aioquic.ack_now(self._quic, self._loop.time())
             self._transmit_soon()
         self._schedule_timer()
 
