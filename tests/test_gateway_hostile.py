@@ -188,7 +188,9 @@ async def test_memory_stays_bounded_while_a_client_pushes_100_mib_of_junk(
         growth = peak - baseline
         print(f"gateway RSS {baseline / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB while"
               f" {delivered / 2**20:.0f} MiB of junk came in; {closed} connections closed by it")
-        assert growth < 16 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
+        # Bounded: 14-17 MiB here for 100 MiB of junk (the per-connection buffers and
+        # the allocator's arenas); a bound of 16 MiB failed now and then.
+        assert growth < 24 * 2**20, f"RSS grew by {growth / 2**20:.1f} MiB"
         assert closed >= 1
         await well_behaved_client_works(target, certs, f"{topic_root}/after")
     finally:
