@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._aio import within
 from .changes import ConnectionChange, UserCallbacks
@@ -23,13 +23,15 @@ from .errors import (
     ConnectError,
     MalformedPacket,
 )
-from .forwarding import StoreAndForward
 from .limits import ServerLimits
 from .message import Message, payload_bytes
 from .message_queue import MessageQueue, Messages
 from .status import ConnectionStatus
 from .subscriptions import SubscribeArg, Subscriptions
 from .transports.base import Transport, connect_packet
+
+if TYPE_CHECKING:
+    from .forwarding import StoreAndForward
 
 __all__ = ["Client"]
 
@@ -93,8 +95,12 @@ class Client:
             logger=self.logger)
         # Store and forward (config.outbox): the outbox file is opened here, and refused
         # here when it is not ours.
-        self._forward = (StoreAndForward(self.config, self._connector.publish, self._status.feed,
-                                         self.logger) if self.config.outbox else None)
+        self._forward: StoreAndForward | None = None
+        if self.config.outbox:
+            from .forwarding import StoreAndForward  # sqlite3 only for those who use it
+
+            self._forward = StoreAndForward(self.config, self._connector.publish,
+                                            self._status.feed, self.logger)
         self._subscriptions = Subscriptions(self.config, self._connector, self.logger,
                                             self._forward.outbox if self._forward else None)
 

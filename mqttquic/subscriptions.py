@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._aio import within
 from .codec import Subscription
 from .config import ConnectionConfig
 from .connector import Connector
-from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 __all__ = ["SubscribeArg", "Subscriptions"]
 

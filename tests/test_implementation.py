@@ -52,6 +52,20 @@ def test_codec_import_pulls_in_neither_aioquic_nor_paho() -> None:
     assert out.stdout.strip() == ""
 
 
+def test_a_client_without_an_outbox_imports_neither_sqlite_nor_paho() -> None:
+    # What a device that does not use them pays in memory: sqlite3 about 1 MB, paho
+    # until TCP+TLS is tried.
+    code = (
+        "import sys, mqttquic\n"
+        "client = mqttquic.Client('localhost')\n"
+        "import mqttquic.transports.quic\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlite3', 'paho'))\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
 def test_package_exports_load_lazily() -> None:
     import mqttquic
 
