@@ -15,6 +15,7 @@ back to aioquic's own behaviour) instead of raising.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,14 +26,6 @@ __all__ = [
     "probe_count", "probe_timeout", "run_timer", "server_knows", "server_socket",
     "smoothed_rtt", "streams_allowed", "unacknowledged_bytes", "unacknowledged_packets",
 ]
-
-
-try:
-    from aioquic.tls import Epoch
-
-    _ONE_RTT: Any = Epoch.ONE_RTT
-except ImportError:  # aioquic is optional (TCP+TLS only): nothing here is called then
-    _ONE_RTT = None
 
 
 def _loss(quic: Any) -> Any:
@@ -51,7 +44,10 @@ def ack_now(quic: Any, now: float) -> None:
     spaces = getattr(quic, "_spaces", None)
     if not isinstance(spaces, dict):
         return
-    space: Any = spaces.get(_ONE_RTT)
+    # aioquic's Epoch, found where ``quic`` came from: importing aioquic here would
+    # load it with the client, before the first connect wants it (off the loop).
+    tls = sys.modules.get("aioquic.tls")
+    space: Any = spaces.get(getattr(getattr(tls, "Epoch", None), "ONE_RTT", None))
     ack_at = getattr(space, "ack_at", None)
     if isinstance(ack_at, float) and ack_at > now:
         space.ack_at = now
