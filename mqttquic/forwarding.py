@@ -181,7 +181,8 @@ class StoreAndForward:
 
     async def _deliver_one(self, message: StoredMessage, alone: bool = False) -> bool:
         """Send one stored message; True when it left the outbox. ``alone``: nothing
-        else is in flight, so a connection that dies under it is its doing."""
+        else of the outbox is in flight, so a connection that dies under it is taken
+        for its doing."""
         try:
             flow = self._flow(message.id, message.qos, released=message.released,
                               dup=message.id <= self.outbox.earlier_run_last_id)
