@@ -161,10 +161,10 @@ def _paho_client(config: ConnectionConfig, will: Will | None) -> PahoClient:
     """A paho client for ``config``: TLS, credentials, Will; acknowledgements manual."""
     v5 = config.protocol_version == 5
     client = PahoClient(CallbackAPIVersion.VERSION2,
-                         client_id=config.effective_client_id,
-                         clean_session=None if v5 else config.clean_start,
-                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-                         reconnect_on_failure=False)
+                        client_id=config.effective_client_id,
+                        clean_session=None if v5 else config.clean_start,
+                        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                        reconnect_on_failure=False)
     client.tls_set_context(tls_context(config))
     if config.insecure:
         client.tls_insecure_set(True)
