@@ -17,7 +17,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._channel import PACKET_ID_NOT_FOUND
 from .session import Session
+
+_logger = logging.getLogger("mqttquic.client")
 
 __all__ = ["Carry", "InFlight", "Key", "StoredFlow", "release_when_recorded"]
 
@@ -41,6 +44,21 @@ class StoredFlow:
     dup: bool = False
     released: bool = False
     received: Callable[[], Awaitable[None]] | None = None
+
+    def gone_with_session(self, session_present: bool, topic: str) -> bool:
+        """A released flow whose broker no longer has the session: the broker had
+        taken the message (PUBREC), and nothing is left to send."""
+        if self.released and not session_present:
+            _logger.info("stored QoS 2 message %d to %r: the broker had taken it (PUBREC) and"
+                         " no longer has the session; nothing to release", self.packet_id, topic)
+            return True
+        return False
+
+    def succeeded(self, reason_code: int) -> bool:
+        """Whether the acknowledgement's reason code ends the flow well: a success, or
+        "packet identifier not found" for the PUBREL of a flow an earlier run released
+        (the broker had completed it)."""
+        return reason_code < 0x80 or (self.released and reason_code == PACKET_ID_NOT_FOUND)
 
 
 class InFlight:

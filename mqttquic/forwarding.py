@@ -132,15 +132,16 @@ class StoreAndForward:
             if not batch:
                 await self._wake.wait()
                 continue
-            if not await self._deliver_suspects(batch):
+            if await self._deliver_suspects(batch):
+                for message in batch:
+                    await self._connected()
+                    await window.acquire()
+                    if failed.is_set():
+                        window.release()
+                        break
+                    self._start_delivery(message, window, failed)
+            else:
                 failed.set()
-            for message in batch if not failed.is_set() else ():
-                await self._connected()
-                await window.acquire()
-                if failed.is_set():
-                    window.release()
-                    break
-                self._start_delivery(message, window, failed)
             if failed.is_set():
                 await asyncio.gather(*self._delivering.values(), return_exceptions=True)
                 await asyncio.sleep(RETRY_PAUSE)

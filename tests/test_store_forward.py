@@ -32,6 +32,15 @@ async def _subscriber(gateway: Gateway, certs: CertificateFiles, topic_filter: s
     return subscriber
 
 
+async def _stored_by_a_run_that_never_connects(config: Any,
+                                               messages: list[tuple[str, bytes, int]]) -> None:
+    """A device that starts offline, enqueues ``(topic, payload, qos)`` and stops."""
+    device = Client(config)
+    for topic, payload, qos in messages:
+        await device.enqueue(topic, payload, qos=qos)
+    await device.disconnect()
+
+
 @TRANSPORTS
 async def test_enqueued_while_offline_is_delivered_when_the_gateway_returns(
         gateways: Any, mosquitto: Any, certs: CertificateFiles, tmp_path: Path,
@@ -64,10 +73,8 @@ async def test_what_one_run_stored_the_next_run_delivers(
     subscriber = await _subscriber(gateway, certs, f"{topic_root}/#")
     offline = client_config(gateway, certs, outbox=str(tmp_path / "o.db"))
     try:
-        first = Client(offline)  # never connects: a device that starts offline
-        for i in range(5):
-            await first.enqueue(f"{topic_root}/t", f"r{i}", qos=2 if i % 2 else 1)
-        await first.disconnect()
+        await _stored_by_a_run_that_never_connects(offline, [
+            (f"{topic_root}/t", f"r{i}".encode(), 2 if i % 2 else 1) for i in range(5)])
         async with Client(offline) as second:  # the device restarted
             got = await collect(subscriber.messages(), 5, timeout=20)
             assert sorted(m.payload for m in got) == [f"r{i}".encode() for i in range(5)]
@@ -270,10 +277,8 @@ async def test_a_backlog_drains_in_order_many_per_round_trip(
     subscriber = await _subscriber(gateway, certs, f"{topic_root}/#")
     config = client_config(gateway, certs, outbox=str(tmp_path / "o.db"))
     try:
-        offline = Client(config)
-        for i in range(300):  # stored while offline, on two topics
-            await offline.enqueue(f"{topic_root}/{'ab'[i % 2]}", str(i).encode())
-        await offline.disconnect()
+        await _stored_by_a_run_that_never_connects(config, [  # on two topics
+            (f"{topic_root}/{'ab'[i % 2]}", str(i).encode(), 1) for i in range(300)])
         async with Client(config) as device:
             got = await collect(subscriber.messages(), 300, timeout=30)
             for topic in "ab":  # each topic in the order it was stored

@@ -42,6 +42,10 @@ class PahoClient(paho.Client):
     def in_use(self, mid: int) -> bool:
         return mid in self._out_messages or self.waits_on(mid)
 
+    def _claim(self, mid: int) -> None:
+        if self.in_use(mid):
+            raise PacketIdInUse(f"packet identifier {mid} is in use on this connection")
+
     def _mid_generate(self) -> int:
         # paho counts up from 1 without looking; a stored message brings its own id,
         # which a SUBSCRIBE or another PUBLISH must not take while its flow is open.
@@ -64,8 +68,7 @@ class PahoClient(paho.Client):
         message.dup = dup
         message.properties = properties
         with self._out_message_mutex:
-            if mid in self._out_messages:
-                raise PacketIdInUse(f"packet identifier {mid} is in use on this connection")
+            self._claim(mid)
             self._out_messages[mid] = message
             if hold_release and qos == 2:
                 self.held.add(mid)
@@ -85,7 +88,8 @@ class PahoClient(paho.Client):
         with self._out_message_mutex:
             self.held.discard(mid)
             message = self._out_messages.get(mid)
-            if message is None:
+            if message is None:  # from an earlier run: its id must be free here
+                self._claim(mid)
                 message = paho.MQTTMessage(mid, b"")
                 message.qos = 2
                 self._out_messages[mid] = message

@@ -25,7 +25,6 @@ from aioquic.tls import SessionTicket
 
 from .. import _aioquic
 from .. import events as ev
-from .._channel import PACKET_ID_NOT_FOUND
 from .._inflight import Carry, StoredFlow
 from .._mqtt_quic import until_acknowledged
 from .._tls import TLSMaterial
@@ -216,10 +215,8 @@ class QuicTransport(QuicPump):
         if stream_id is None:
             stream_id = await self._stream_for(key)
         if flow is not None and flow.released:
-            if not (self.session_present and self.pool.outlives_connection(stream_id)):
-                logger.info("stored QoS 2 message %d to %r: the broker had taken it (PUBREC)"
-                            " and no longer has the session; nothing to release",
-                            flow.packet_id, topic)
+            # A persistent session's QoS 2 rides the control stream, whose flows go on.
+            if flow.gone_with_session(self.session_present, topic):
                 return
             self._require_session().release(stream_id, flow.packet_id, self._loop.time())
             self._flush()
@@ -230,8 +227,7 @@ class QuicTransport(QuicPump):
         if packet_id is None:
             return
         code: int = await self.in_flight.wait(stream_id, packet_id)
-        if code >= 0x80 and not (flow is not None and flow.released
-                                 and code == PACKET_ID_NOT_FOUND):
+        if not (flow.succeeded(code) if flow is not None else code < 0x80):
             raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],

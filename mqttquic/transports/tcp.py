@@ -23,7 +23,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import _trace
-from .._channel import PACKET_ID_NOT_FOUND, PacketIdInUse
 from .._inflight import InFlight, StoredFlow, release_when_recorded
 from .._tls import load_tls_material
 from ..codec import Publish, Subscribe, Subscription, Unsubscribe, Will, encode
@@ -339,13 +338,8 @@ class PahoTransport(Transport):
         check_publish_size(packet, self.config.protocol_version, self._limits.maximum_packet_size)
         paho_properties = _properties(PacketTypes.PUBLISH, properties)
         if flow is not None and qos:
-            if self._client.in_use(flow.packet_id):
-                raise PacketIdInUse(f"packet identifier {flow.packet_id} is in use")
             if flow.released and qos == 2:
-                if not self.session_present:
-                    logger.info("stored QoS 2 message %d to %r: the broker had taken it"
-                                " (PUBREC) and no longer has the session; nothing to release",
-                                flow.packet_id, topic)
+                if flow.gone_with_session(self.session_present, topic):
                     return
                 rc, mid = self._client.release_stored(flow.packet_id), flow.packet_id
             else:
@@ -360,8 +354,7 @@ class PahoTransport(Transport):
                 topic, payload, qos, retain, paho_properties))
             rc, mid = info.rc, info.mid
         code: int = await self._acked(f"publish to {topic!r}", rc, mid)
-        if code >= 0x80 and not (flow is not None and flow.released
-                                 and code == PACKET_ID_NOT_FOUND):
+        if not (flow.succeeded(code) if flow is not None else code < 0x80):
             raise PublishFailed(topic, code, reason_code_name(code, PacketType.PUBACK))
 
     async def subscribe(self, subscriptions: list[Subscription],
