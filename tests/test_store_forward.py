@@ -189,16 +189,18 @@ from mqttquic import Client, ConnectionConfig
 
 logging.basicConfig(level=logging.ERROR)  # refused attempts while the gateway is down: quiet
 
-async def main(outbox, quic_port, tcp_port, ca, transport, topic, start, count, qos):
+async def main(outbox, tickets, quic_port, tcp_port, ca, transport, topic, run, start, count,
+               qos):
     client = Client(ConnectionConfig(
         host="127.0.0.1", quic_port=int(quic_port), tcp_port=int(tcp_port), ca_file=ca,
         server_name="localhost", transport=transport, device_id="kill9-" + topic[-6:],
         clean_start=qos == "1",  # QoS 2: a persistent session, so exactly once holds
-        outbox=outbox, connect_timeout=2, reconnect_min_delay=0.05, reconnect_max_delay=0.3))
+        session_ticket_file=tickets, outbox=outbox, connect_timeout=2,
+        reconnect_min_delay=0.05, reconnect_max_delay=0.3))
 
     client.start()  # the device starts offline as often as not: connects when it can
     for i in range(int(start), int(count)):
-        await client.enqueue(topic, str(i), qos=int(qos))
+        await client.enqueue(topic, f"{run}{i}", qos=int(qos))  # each run its own payloads
         print(i, flush=True)  # enqueue() returned: stored
         await asyncio.sleep(0.001)
     while client.get_stats()["outbox_stored"]:
@@ -233,17 +235,18 @@ async def test_kill_9_while_enqueueing_with_the_gateway_down_half_the_time_loses
             await asyncio.sleep(0.3)
             await ours.start()
 
-    def device(start: int) -> Any:
+    def device(run: str, start: int) -> Any:
         return asyncio.create_subprocess_exec(
-            sys.executable, "-c", DEVICE, str(tmp_path / "outbox.db"), str(ours.quic_port),
-            str(ours.tcp_port), str(certs.ca_file), transport, f"{topic_root}/t", str(start),
-            str(total), str(qos), stdout=asyncio.subprocess.PIPE)
+            sys.executable, "-c", DEVICE, str(tmp_path / "outbox.db"), str(tmp_path / "tickets"),
+            str(ours.quic_port), str(ours.tcp_port), str(certs.ca_file), transport,
+            f"{topic_root}/t", run, str(start), str(total), str(qos),
+            stdout=asyncio.subprocess.PIPE)
 
     receiving = asyncio.ensure_future(receive())
     stop = asyncio.Event()
     flapping = asyncio.ensure_future(flap(stop))
     try:
-        first = await device(0)
+        first = await device("a", 0)
         assert first.stdout is not None
         last = -1
         while last < total // 2:  # kill -9 halfway through
@@ -251,15 +254,20 @@ async def test_kill_9_while_enqueueing_with_the_gateway_down_half_the_time_loses
             last = int(line)
         first.kill()
         await first.wait()
-        second = await device(last + 1)  # restarted: goes on where the first stopped
+        # What it stored before it died (its last lines were still in the pipe).
+        last = max([last, *(int(line) for line in (await first.stdout.read()).split())])
+        # Restarted: goes on where the first stopped. A message stored in the instant
+        # between enqueue() and its line is stored again, with the second run's
+        # payload: two messages, not one delivered twice.
+        second = await device("b", last + 1)
         assert second.stdout is not None
         while (line := await asyncio.wait_for(second.stdout.readline(), 60)) != b"drained\n":
             assert line, "the restarted device ended before draining its outbox"
         stop.set()
         await flapping
         await second.wait()
-        expected = {str(i).encode() for i in range(total)}
-        await eventually(lambda: expected <= set(received), 30,
+        expected = set(range(total))
+        await eventually(lambda: expected <= {int(payload[1:]) for payload in received}, 30,
                          what="every message at least once")
         duplicates = len(received) - len(set(received))
         print(f"{transport} QoS {qos}: {total} messages, {duplicates} duplicates, 0 lost")
