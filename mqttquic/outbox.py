@@ -213,8 +213,7 @@ class Outbox:
 
     def remove(self, message_id: int) -> None:
         """The broker acknowledged the message: forget it."""
-        with self._lock, self._db:
-            self._db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+        self.write([], [message_id])  # which keeps ``count`` and ``size`` right
 
     def pending(self, after: int = 0, limit: int = 1000) -> list[StoredMessage]:
         """Stored messages with an id above ``after``, oldest first."""

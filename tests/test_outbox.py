@@ -25,6 +25,7 @@ def test_messages_come_back_in_order_across_reopening(tmp_path: Path) -> None:
     ids = [box.add(f"t/{i % 3}", f"m{i}".encode(), 1 + i % 2, i == 0,
                    {"user_property": [("k", str(i))]} if i == 1 else None) for i in range(5)]
     box.remove(ids[2])
+    assert (box.count, box.size) == box.stored() == (4, 8)  # the counts get_stats() reads
     box.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = Outbox(path)
