@@ -97,6 +97,31 @@ async def test_acknowledgements_ride_with_the_next_request_and_its_answer(
         assert sent <= 75 and received <= 75, (sent, received)
 
 
+async def test_a_received_datagram_and_the_answer_to_it_share_one_transmit(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str) -> None:
+    # QuicPump.datagram_received defers aioquic's transmit to the next turn of the loop,
+    # so the PUBACK's publisher writes its next PUBLISH first and one datagrams_to_send
+    # sends both (and the ACK). Before: two per publish, one of them sending nothing.
+    async with Client(client_config(gateway, certs, transport="quic")) as client:
+        transport: Any = client._connector.transport
+        await client.publish(f"{topic_root}/t", b"x", qos=1)
+        calls = empty = 0
+        build = transport._quic.datagrams_to_send
+
+        def counting_build(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls, empty
+            datagrams = build(*args, **kwargs)
+            calls += 1
+            empty += not datagrams
+            return datagrams
+
+        transport._quic.datagrams_to_send = counting_build
+        for i in range(50):
+            await client.publish(f"{topic_root}/t", str(i), qos=1)
+        # 50 and 0 here (100 and 50 before); room for the 1 ms ACK timer of a slow machine.
+        assert calls <= 75 and empty <= 25, (calls, empty)
+
+
 def test_the_accessors_fall_back_to_neutral_answers() -> None:
     class Unknown:  # what a future aioquic might look like to them
         pass
