@@ -21,10 +21,11 @@ from typing import Any
 
 __all__ = [
     "abandon_pings", "ack_now", "ack_progress", "declare_lost", "early_application_packets",
-    "handshake_confirmed", "host_connection_ids", "idle_timeout", "last_ack_eliciting_sent",
-    "oldest_unacknowledged", "on_new_connection_ids", "peer_address", "peer_reset_tokens",
-    "probe_count", "probe_timeout", "run_timer", "server_knows", "server_socket",
-    "smoothed_rtt", "streams_allowed", "unacknowledged_bytes", "unacknowledged_packets",
+    "handshake_confirmed", "host_connection_ids", "idle_deadline", "idle_timeout",
+    "last_ack_eliciting_sent", "oldest_unacknowledged", "on_new_connection_ids",
+    "peer_address", "peer_reset_tokens", "probe_count", "probe_timeout", "run_timer",
+    "server_knows", "server_socket", "smoothed_rtt", "streams_allowed", "unacknowledged_bytes",
+    "unacknowledged_packets",
 ]
 
 
@@ -67,6 +68,13 @@ def idle_timeout(quic: Any) -> float:
     ours = float(getattr(getattr(quic, "_configuration", None), "idle_timeout", 60.0))
     remote = getattr(quic, "_remote_max_idle_timeout", None)
     return min(ours, remote) if isinstance(remote, (int, float)) and remote > 0 else ours
+
+
+def idle_deadline(quic: Any) -> float | None:
+    """When the connection ends if nothing more is received: aioquic moves it on with
+    each packet it could decrypt and process."""
+    deadline = getattr(quic, "_close_at", None)
+    return deadline if isinstance(deadline, float) else None
 
 
 def peer_reset_tokens(quic: Any) -> list[bytes | None]:

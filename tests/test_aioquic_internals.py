@@ -33,6 +33,11 @@ async def test_the_client_side_accessors_read_a_live_connection(
         assert _aioquic.last_ack_eliciting_sent(quic) is not None
         tokens = _aioquic.peer_reset_tokens(quic)
         assert tokens and isinstance(tokens[0], bytes) and len(tokens[0]) == 16
+        # Each datagram aioquic processes moves the idle deadline (the reset check's cue).
+        deadline = _aioquic.idle_deadline(quic)
+        assert deadline is not None and deadline > transport._loop.time()
+        await client.publish(f"{topic_root}/t", b"y", qos=1)
+        assert (_aioquic.idle_deadline(quic) or 0.0) > deadline
         marks, _ = _aioquic.ack_progress(quic)
         assert marks and any(mark is not None for mark in marks)
         # Bytes sent wait for their acknowledgement, then leave the send buffer.
