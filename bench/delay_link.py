@@ -16,13 +16,15 @@ from typing import Any
 class UdpDelayRelay(asyncio.DatagramProtocol):
     """Listens on 127.0.0.1; forwards each datagram to ``target`` (and back) after
     ``delay`` seconds each way. While ``blocked``, what the client sends is dropped
-    (and counted in ``dropped``); the server's datagrams still arrive."""
+    (and counted in ``dropped``); the server's datagrams still arrive. ``lose(to_server=N,
+    to_client=M)`` drops the next N datagrams one way and M the other."""
 
     def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
         self.target = target
         self.delay = delay
         self.blocked = False
         self.dropped = 0
+        self._lose = {"to_server": 0, "to_client": 0}
         self.transport: asyncio.DatagramTransport | None = None
         self._upstreams: dict[Any, asyncio.DatagramTransport] = {}
 
@@ -36,9 +38,22 @@ class UdpDelayRelay(asyncio.DatagramProtocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
+    def lose(self, *, to_server: int = 0, to_client: int = 0) -> None:
+        self._lose["to_server"] += to_server
+        self._lose["to_client"] += to_client
+
+    def _lost(self, way: str) -> bool:
+        if self._lose[way] <= 0:
+            return False
+        self._lose[way] -= 1
+        self.dropped += 1
+        return True
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.blocked:
             self.dropped += 1
+            return
+        if self._lost("to_server"):
             return
         loop = asyncio.get_running_loop()
         upstream = self._upstreams.get(addr)
@@ -47,7 +62,7 @@ class UdpDelayRelay(asyncio.DatagramProtocol):
 
             class Back(asyncio.DatagramProtocol):
                 def datagram_received(self, data: bytes, _: Any) -> None:
-                    if relay.transport is not None:
+                    if relay.transport is not None and not relay._lost("to_client"):
                         loop.call_later(relay.delay, relay.transport.sendto, data, addr)
 
             async def open_upstream() -> None:

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
-    "abandon_pings", "ack_now", "ack_progress", "declare_lost", "early_application_packets",
-    "handshake_confirmed", "host_connection_ids", "idle_deadline", "idle_timeout",
-    "last_ack_eliciting_sent", "oldest_unacknowledged", "on_new_connection_ids",
-    "peer_address", "peer_reset_tokens", "probe_count", "probe_timeout", "run_timer",
-    "server_knows", "server_socket", "smoothed_rtt", "streams_allowed", "unacknowledged_bytes",
-    "unacknowledged_packets",
+    "abandon_pings", "ack_eliciting_in_flight", "ack_now", "ack_progress", "declare_lost",
+    "early_application_packets", "handshake_confirmed", "host_connection_ids", "idle_deadline",
+    "idle_timeout", "last_ack_eliciting_sent", "oldest_unacknowledged",
+    "on_new_connection_ids", "peer_address", "peer_reset_tokens", "probe_count",
+    "probe_timeout", "run_timer", "server_knows", "server_socket", "smoothed_rtt",
+    "streams_allowed", "unacknowledged_bytes", "unacknowledged_packets",
 ]
 
 
@@ -125,6 +125,12 @@ def ack_progress(quic: Any) -> tuple[tuple[Any, ...], bool]:
     marks = tuple(getattr(space, "largest_acked_packet", None) for space in spaces)
     waiting = any(getattr(space, "ack_eliciting_in_flight", 0) for space in spaces)
     return marks, waiting
+
+
+def ack_eliciting_in_flight(quic: Any) -> int:
+    """How many packets that ask for an acknowledgement are in flight, in all spaces."""
+    spaces = getattr(_loss(quic), "spaces", None) or ()
+    return sum(getattr(space, "ack_eliciting_in_flight", 0) for space in spaces)
 
 
 def oldest_unacknowledged(quic: Any) -> float | None:

@@ -16,6 +16,11 @@ the oldest unacknowledged application packets as lost, without a congestion even
 in the same datagram as the CRYPTO data. Only as many as fit the probe's two datagrams
 are taken, oldest first.
 
+The first flights of a connection, whose loss costs the most (the probe timeout rests
+on one RTT sample or none), go twice, 5 ms apart (``ProbeCarriesData``): at 5% random
+loss the first PUBACK after a resume took 119 / 331 / 604 ms (p50 / p90 / p99, 50 ms
+RTT) without the copies after the first RTT sample, 118 / 134 / 277 ms with them.
+
 aioquic's loss recovery is read through ``_aioquic``; when it is not what that module
 expects, this does nothing and aioquic's own timing applies.
 """
@@ -66,12 +71,13 @@ def resend_rejected_early_data(quic: QuicConnection, now: float) -> int:
 
 
 def repeat_first_flight(quic: QuicConnection, now: float) -> int:
-    """Send what is in flight once more, without a congestion event: the first flight of
-    a connection (the client's ClientHello with its 0-RTT CONNECT and early publishes;
-    the server's handshake, CONNACK and first PUBACK). Before the first RTT sample a
-    lost packet waits for a probe timeout computed from no measurement at all (325 ms
-    with aioquic's defaults); with two copies a flight is lost only when both are (5%
-    random loss: 1 in 400, not 1 in 20). How many packets went again."""
+    """Send what is in flight once more, without a congestion event: the first flights
+    of a connection (the client's ClientHello with its 0-RTT CONNECT and early publishes,
+    then its Finished and first publishes; the server's handshake, CONNACK and first
+    PUBACKs). Before the first RTT sample a lost packet waits for a probe timeout
+    computed from no measurement at all (325 ms with aioquic's defaults), after one
+    sample for three RTTs and more; with two copies a flight is lost only when both are
+    (5% random loss: 1 in 400, not 1 in 20). How many packets went again."""
     return _send_again(quic, _aioquic.unacknowledged_packets(quic), now, "first flight again")
 
 
@@ -91,27 +97,50 @@ def _send_again(quic: QuicConnection, spaces: list[tuple[Any, list[Any]]], now: 
 
 class ProbeCarriesData(QuicConnectionProtocol):
     """A protocol whose timer goes through :func:`handle_timer` (client and gateway), and
-    whose flights sent before the first RTT sample go a second time ``REPEAT_AFTER``
-    later, ``early_repeats`` times at most (:func:`repeat_first_flight`)."""
+    whose first flights go a second time ``REPEAT_AFTER`` later
+    (:func:`repeat_first_flight`): ``early_repeats`` flights sent before the first RTT
+    sample, then ``warmup_repeats`` flights sent after it with data in flight. After
+    one sample the RTT variance is half the RTT (RFC 9002, section 5.3), so the probe
+    timeout is three RTTs and more: a first publish or PUBACK lost then waits about
+    four round trips (at 50 ms: 175 ms for the probe, one RTT after it), twice what a
+    loss costs once the estimate has settled."""
 
     early_repeats = 0
+    warmup_repeats = 0
     _repeat: asyncio.TimerHandle | None = None
+    _repeating = False
 
     def _handle_timer(self) -> None:
         _aioquic.run_timer(self, handle_timer)
 
     def transmit(self) -> None:
+        if (self._repeat is not None or self._repeating
+                or not (self.early_repeats > 0 or self.warmup_repeats > 0)):
+            super().transmit()
+            return
+        asking = _aioquic.ack_eliciting_in_flight(self._quic)
         super().transmit()
-        if (self.early_repeats > 0 and self._repeat is None
-                and _aioquic.smoothed_rtt(self._quic) is None):
+        if _aioquic.smoothed_rtt(self._quic) is None:
+            due = self.early_repeats > 0
+            if due:
+                self.early_repeats -= 1
+        else:  # a flight that asks for an acknowledgement, not one of ACKs alone
+            due = (self.warmup_repeats > 0
+                   and _aioquic.ack_eliciting_in_flight(self._quic) > asking)
+            if due:
+                self.warmup_repeats -= 1
+        if due:
             self._repeat = self._loop.call_later(REPEAT_AFTER, self._repeat_early_flight)
 
     def _repeat_early_flight(self) -> None:
+        """What is still unacknowledged goes again (the flight, and any sent since)."""
         self._repeat = None
         transport = self._transport
-        if (self.early_repeats <= 0 or _aioquic.smoothed_rtt(self._quic) is not None
-                or transport is None or transport.is_closing()):
+        if transport is None or transport.is_closing():
             return
-        self.early_repeats -= 1
         if repeat_first_flight(self._quic, self._loop.time()):
-            self.transmit()
+            self._repeating = True  # the copies are not a flight of their own to repeat
+            try:
+                self.transmit()
+            finally:
+                self._repeating = False

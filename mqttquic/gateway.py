@@ -246,8 +246,11 @@ class _StreamRelay:
 class _GatewayConnection(ProbeCarriesData):
     """The gateway's side of one QUIC connection."""
 
-    # The handshake, then the CONNACK and first PUBACKs of a 0-RTT client, go twice.
+    # The handshake, then the CONNACK and first PUBACKs of a 0-RTT client, go twice;
+    # then the first flights after the first RTT sample: HANDSHAKE_DONE, the CONNACK
+    # of a full handshake, the first PUBACKs.
     early_repeats = 2
+    warmup_repeats = 4
 
     def __init__(self, *args: Any, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -158,3 +158,51 @@ async def test_a_connection_at_rest_runs_no_path_check(
         await eventually(lambda: path._check is not None, 1)
         await publishing
         await eventually(lambda: path._check is None, 5)
+
+
+def _count_loss_timers(quic: Any) -> list[int]:
+    """Count the loss detection timeouts (probe or time threshold) of ``quic``."""
+    fired = [0]
+    recovery = quic._loss
+    timeout = recovery.on_loss_detection_timeout
+
+    def counting(**kwargs: Any) -> None:
+        fired[0] += 1
+        timeout(**kwargs)
+
+    recovery.on_loss_detection_timeout = counting
+    return fired
+
+
+@pytest.mark.parametrize("way", ["to_server", "to_client"])
+async def test_a_lost_first_publish_or_puback_goes_again_before_a_probe_timeout(
+        gateway: Gateway, certs: CertificateFiles, topic_root: str, way: str) -> None:
+    # With one RTT sample the probe timeout is 3 x RTT + 25 ms (175 ms at 50 ms): a first
+    # PUBLISH (or its PUBACK) lost waited for it, then a round trip more. The first
+    # flights after the handshake go twice, 5 ms apart: the copy gets through at once.
+    udp = UdpLink(gateway.quic_port, delay=0.025)
+    target = await in_front_of(udp, gateway)
+    try:
+        async with Client(client_config(target, certs, transport="quic")) as client:
+            await asyncio.sleep(0.2)  # the handshake's flights and their copies are through
+            [connection] = gateway._connections
+            if way == "to_server":
+                fired = _count_loss_timers(client._connector.transport._quic)  # type: ignore[union-attr]
+                udp.lose(to_server=1)
+            else:
+                # The datagram that carries the PUBACK: the one after the gateway writes it
+                # (its ACK rides with it, so no datagram of ACKs alone comes between).
+                fired = _count_loss_timers(connection._quic)
+                send = connection.send
+
+                def send_and_lose(*args: Any, **kwargs: Any) -> None:
+                    connection.send = send  # type: ignore[method-assign]
+                    udp.lose(to_client=1)
+                    send(*args, **kwargs)
+
+                connection.send = send_and_lose  # type: ignore[method-assign]
+            await asyncio.wait_for(client.publish(f"{topic_root}/t", b"first", qos=1), 10)
+            assert udp.dropped == 1
+            assert fired == [0]
+    finally:
+        udp.close()

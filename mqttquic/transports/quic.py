@@ -451,8 +451,10 @@ class _Dial:
     def _create_protocol(self, *args: Any, **kwargs: Any) -> QuicTransport:
         protocol = QuicTransport(*args, config=self.config, **kwargs)
         # Resuming: the first flight carries 0-RTT data (CONNECT, early publishes), and
-        # goes twice; a full handshake takes two round trips anyway.
+        # goes twice; a full handshake takes two round trips anyway. Then the first
+        # flights after the first RTT sample: Finished, CONNECT, the first publishes.
         protocol.early_repeats = 1 if self._resuming else 0
+        protocol.warmup_repeats = 4
         protocol.refused = self.refused
         protocol.handshake_event = self._handshake
         protocol.wants_ticket = self._ticket_handler is not None
