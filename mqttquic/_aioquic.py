@@ -117,20 +117,19 @@ def last_ack_eliciting_sent(quic: Any) -> float | None:
     return float(value) if value else None
 
 
+def ack_eliciting_in_flight(quic: Any) -> int:
+    """How many packets that ask for an acknowledgement are in flight, in all spaces."""
+    spaces = getattr(_loss(quic), "spaces", None) or ()
+    return sum(getattr(space, "ack_eliciting_in_flight", 0) for space in spaces)
+
+
 def ack_progress(quic: Any) -> tuple[tuple[Any, ...], bool]:
     """The largest acknowledged packet number of each packet number space, and whether
     any packet that asks for an acknowledgement is still in flight: what changes when
     the peer acknowledges something, and whether it is expected to."""
     spaces = getattr(_loss(quic), "spaces", None) or ()
     marks = tuple(getattr(space, "largest_acked_packet", None) for space in spaces)
-    waiting = any(getattr(space, "ack_eliciting_in_flight", 0) for space in spaces)
-    return marks, waiting
-
-
-def ack_eliciting_in_flight(quic: Any) -> int:
-    """How many packets that ask for an acknowledgement are in flight, in all spaces."""
-    spaces = getattr(_loss(quic), "spaces", None) or ()
-    return sum(getattr(space, "ack_eliciting_in_flight", 0) for space in spaces)
+    return marks, ack_eliciting_in_flight(quic) > 0
 
 
 def oldest_unacknowledged(quic: Any) -> float | None:
